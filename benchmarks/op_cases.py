@@ -1,0 +1,120 @@
+"""Inputs and timed callables for each op, shape, mode and backend.
+
+A *case* is a zero-argument callable that runs one op once (forward, or
+forward then backward) under a forced backend, with inputs built beforehand so
+that only the op is timed. Both benchmark front ends (pytest-benchmark and
+asv) build their cases here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .a2mamba_shapes import NA2DShape, ScanShape
+
+OPS = ("na2d_qk", "na2d_av", "scan")
+MODES = ("forward", "forward_backward")
+
+
+def backends_for(device: str) -> list[str]:
+    """The backends present in this installation that run tensors on `device`."""
+    import a2mamba_ops
+
+    present = a2mamba_ops.available_backends()
+    wanted = {"cpu": ("reference", "cpu"), "cuda": ("reference", "cuda", "natten")}[device]
+    return [b for b in wanted if b in present]
+
+
+@dataclass
+class Case:
+    """A ready-to-run op call plus what a bandwidth figure needs."""
+
+    run: Callable[[], object]
+    bytes_moved: int  # a lower bound on the memory traffic of one call
+
+
+def _inputs_na2d(op: str, shape: NA2DShape, device: str, dtype: torch.dtype, grad: bool):
+    gen = torch.Generator().manual_seed(0)
+
+    def randn(*size, scale=1.0):
+        t = (torch.randn(*size, generator=gen) * scale).to(device=device, dtype=dtype)
+        return t.requires_grad_(grad)
+
+    if op == "na2d_qk":
+        q = randn(*shape.qkv_shape, scale=shape.head_dim**-0.5)
+        k = randn(*shape.qkv_shape)
+        rpb = randn(*shape.rpb_shape, scale=0.02)
+        return (q, k), {"rpb": rpb}, shape.attn_shape
+    attn = torch.randn(*shape.attn_shape, generator=gen).softmax(-1).to(device=device, dtype=dtype)
+    attn.requires_grad_(grad)
+    v = randn(*shape.qkv_shape)
+    return (attn, v), {}, shape.qkv_shape
+
+
+def _inputs_scan(shape: ScanShape, device: str, dtype: torch.dtype, grad: bool):
+    gen = torch.Generator().manual_seed(0)
+    b, d, n, length = shape.batch, shape.dim, shape.state, shape.length
+    u = torch.randn(b, d, length, generator=gen)
+    delta = torch.randn(b, d, length, generator=gen) * 0.5
+    # As the SSM initialises them: A = -exp(log(1..N)), bias = softplus^-1(dt) with dt in [1e-3, 0.1].
+    A = -torch.arange(1, n + 1, dtype=torch.float32).repeat(d, 1)
+    dt = torch.exp(torch.rand(d, generator=gen) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
+    bias = dt + torch.log(-torch.expm1(-dt))
+    B = torch.randn(b, n, length, generator=gen)
+    tensors = [u.to(dtype), delta.to(dtype), A, B.to(dtype), bias]
+    tensors = [t.to(device).requires_grad_(grad) for t in tensors]
+    return tuple(tensors), {"delta_softplus": True}, (b, d, n, length)
+
+
+def make_case(
+    op: str, shape, mode: str, backend: str, device: str = "cpu", dtype: torch.dtype = torch.float32
+) -> Case:
+    """One call of `op` at `shape`; `mode` is 'forward' or 'forward_backward'."""
+    import a2mamba_ops
+
+    if op not in OPS:
+        raise ValueError(f"op must be one of {OPS}, got {op!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    grad = mode == "forward_backward"
+    if op == "scan":
+        args, kwargs, out_shape = _inputs_scan(shape, device, dtype, grad)
+        fn = a2mamba_ops.selective_scan_state
+    else:
+        args, kwargs, out_shape = _inputs_na2d(op, shape, device, dtype, grad)
+        fn = a2mamba_ops.na2d_qk if op == "na2d_qk" else a2mamba_ops.na2d_av
+        kwargs = dict(kwargs, kernel_size=shape.kernel, dilation=shape.dilation)
+    leaves = [t for t in list(args) + list(kwargs.values()) if isinstance(t, torch.Tensor) and t.requires_grad]
+    out_dtype = torch.float32 if op == "scan" and dtype != torch.float64 else dtype
+    grad_out = torch.randn(out_shape, generator=torch.Generator().manual_seed(1)).to(device=device, dtype=out_dtype)
+
+    def forward():
+        with a2mamba_ops.use_backend(backend):
+            return fn(*args, **kwargs)
+
+    def forward_backward():
+        with a2mamba_ops.use_backend(backend):
+            out = fn(*args, **kwargs)
+            # autograd.grad rather than .backward(): no accumulation into .grad between calls.
+            return torch.autograd.grad(out, leaves, grad_out)
+
+    return Case(forward if mode == "forward" else forward_backward, _bytes_moved(args, kwargs, grad_out, grad))
+
+
+def _bytes_moved(args, kwargs, out: torch.Tensor, backward: bool) -> int:
+    """Inputs read once and the output written once; backward also reads the
+    output gradient and the inputs again and writes one gradient per input."""
+    inputs = [t for t in list(args) + list(kwargs.values()) if isinstance(t, torch.Tensor)]
+    in_bytes = sum(t.numel() * t.element_size() for t in inputs)
+    out_bytes = out.numel() * out.element_size()
+    forward = in_bytes + out_bytes
+    return forward + (out_bytes + 2 * in_bytes if backward else 0)
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
