@@ -20,6 +20,20 @@ OPS = ("na2d_qk", "na2d_av", "scan")
 MODES = ("forward", "forward_backward")
 
 
+def require_target(target: str) -> tuple[str, str]:
+    """`'device:backend'` -> (device, backend); NotImplementedError (asv's skip) when it cannot run here."""
+    import torch
+
+    device, _, backend = target.partition(":")
+    if device not in ("cpu", "cuda") or not backend:
+        raise ValueError(f"target must be 'cpu:<backend>' or 'cuda:<backend>', got {target!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise NotImplementedError("no CUDA device")
+    if backend not in backends_for(device):
+        raise NotImplementedError(f"backend {backend!r} is not available on {device} in this installation")
+    return device, backend
+
+
 def backends_for(device: str) -> list[str]:
     """The backends present in this installation that run tensors on `device`."""
     import a2mamba_ops

@@ -49,6 +49,8 @@ if(A2MAMBA_WITH_CUDA)
 
   file(GLOB A2MAMBA_CUDA_SOURCES CONFIGURE_DEPENDS "${CMAKE_CURRENT_SOURCE_DIR}/csrc/cuda/*.cu")
   target_sources(_C PRIVATE ${A2MAMBA_CUDA_SOURCES})
+  # _C exists before CUDA is enabled, so it did not pick up CMAKE_CUDA_ARCHITECTURES.
+  set_target_properties(_C PROPERTIES CUDA_ARCHITECTURES "${_archs}")
   target_compile_definitions(_C PRIVATE A2MAMBA_WITH_CUDA "A2MAMBA_CUDA_ARCHS=\"${_arch_list}\"")
   target_link_libraries(_C PRIVATE torch_cuda c10_cuda CUDA::cudart)
   # The CUDA headers that ATen/cuda pulls in (cuBLAS, cuSPARSE, ...) are not in a
@@ -56,7 +58,7 @@ if(A2MAMBA_WITH_CUDA)
   file(GLOB _nvidia_includes "${TORCH_ROOT}/../nvidia/*/include" "${TORCH_ROOT}/../nvidia/cu*/include")
   target_include_directories(_C SYSTEM PRIVATE ${_nvidia_includes})
   target_compile_options(_C PRIVATE
-    $<$<COMPILE_LANGUAGE:CUDA>:-O3 --use_fast_math --expt-relaxed-constexpr -Xcompiler=-Wall>)
+    $<$<COMPILE_LANGUAGE:CUDA>:-O3 --expt-relaxed-constexpr -Xcompiler=-Wall>)
   if(A2MAMBA_WERROR)
     target_compile_options(_C PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-Werror=all-warnings -Xcompiler=-Werror>)
   endif()

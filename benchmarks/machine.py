@@ -1,0 +1,63 @@
+"""What a benchmark figure was measured on: CPU, cores, memory, torch, GPU.
+
+Recorded next to every result (pytest-benchmark JSON, the fallback runner's
+JSON, the markdown summaries) because a speed figure means nothing without it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name from /proc/cpuinfo (Linux), else platform's guess."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def memory_gib() -> float | None:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def describe() -> dict:
+    """A flat, JSON-ready description of this machine and software stack."""
+    import torch
+
+    info = {
+        "cpu_model": cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "memory_gib": memory_gib(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    try:
+        import a2mamba_ops
+
+        info["a2mamba_ops"] = a2mamba_ops.__version__
+        info["backends"] = a2mamba_ops.available_backends()
+    except ImportError:
+        info["a2mamba_ops"] = None
+    return info
+
+
+def one_line(info: dict) -> str:
+    """`Intel Xeon ..., 2 cores (2 threads), 23.4 GiB, torch 2.x, Python 3.11` (+ GPU)."""
+    text = (
+        f"{info.get('cpu_model')}, {info.get('cpu_cores')} cores ({info.get('torch_threads')} torch threads), "
+        f"{info.get('memory_gib')} GiB, torch {info.get('torch')}, Python {info.get('python')}"
+    )
+    if info.get("gpu"):
+        text += f", GPU {info['gpu']}"
+    return text

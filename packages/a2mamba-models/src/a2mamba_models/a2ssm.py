@@ -1,0 +1,69 @@
+"""A2SSM: a selective scan whose hidden states are re-aggregated by the attention maps (spec section 6)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from a2mamba_ops import na2d_av, selective_scan_state
+from torch import Tensor, nn
+
+from .geometry import BranchWindows
+from .layers import island_dtype
+
+
+def _inverse_softplus(x: Tensor) -> Tensor:
+    return x + torch.log(-torch.expm1(-x))
+
+
+class A2SSM(nn.Module):
+    """Attention-augmented SSM with state size 1 over a `(B, C, H, W)` map split into `num_heads` heads."""
+
+    def __init__(self, d_model: int, num_heads: int, d_state: int = 1):
+        super().__init__()
+        if d_state != 1:
+            raise ValueError(f"d_state must be 1 (the released A2SSM), got {d_state}")
+        self.d_model = d_model
+        self.d_state = d_state
+        self.num_heads = num_heads
+        self.dt_rank = math.ceil(d_model / 16)
+        R, N = self.dt_rank, d_state
+
+        # Own initialisation (spec section 7); the model-wide init skips these plain parameters.
+        x_proj = nn.Linear(d_model, R + 2 * N, bias=False)
+        self.x_proj_weight = nn.Parameter(x_proj.weight.detach().clone())
+        self.dt_projs_weight = nn.Parameter(torch.empty(d_model, R).uniform_(-(R**-0.5), R**-0.5))
+        dt = torch.exp(torch.rand(d_model) * (math.log(0.1) - math.log(0.001)) + math.log(0.001)).clamp(min=1e-4)
+        self.dt_projs_bias = nn.Parameter(_inverse_softplus(dt))
+        self.A_logs = nn.Parameter(torch.log(torch.arange(1, N + 1, dtype=torch.float32)).repeat(d_model, 1))
+        self.Ds = nn.Parameter(torch.ones(d_model))
+        self.conv2d = nn.Conv2d(d_model, d_model, 5, padding=2, groups=d_model)
+        self.state_fusion = nn.Conv2d(num_heads, num_heads, 1)
+
+    def forward(self, x: Tensor, attn1: Tensor, attn2: Tensor, windows: BranchWindows) -> Tensor:
+        """`x`: `(B, C, H, W)`; `attn1`/`attn2`: the branches' softmaxed attention `(B, n/2, H, W, kh*kw)`.
+
+        Returns `(B, C, H, W)` in at least float32.
+        """
+        B, C, H, W = x.shape
+        L = H * W
+        n = self.num_heads
+        u = F.silu(self.conv2d(x)).reshape(B, C, L)
+        dbc = torch.einsum("rc,bcl->brl", self.x_proj_weight.to(u.dtype), u)
+        dt, Bm, Cm = torch.split(dbc, [self.dt_rank, self.d_state, self.d_state], dim=1)
+        delta = torch.einsum("cr,brl->bcl", self.dt_projs_weight.to(u.dtype), dt)
+        A = -torch.exp(self.A_logs.to(island_dtype(self.A_logs.dtype)))
+        h = selective_scan_state(u, delta, A, Bm, delta_bias=self.dt_projs_bias, delta_softplus=True)  # (B, C, 1, L)
+
+        dtype = h.dtype
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            # Heads of width c = C/n in (B, heads, H, W, c) layout, channel i*c + j.
+            heads = h.reshape(B, n, C // n, H, W).permute(0, 1, 3, 4, 2)
+            half = n // 2
+            agg1 = na2d_av(attn1.to(dtype), heads[:, :half], windows.kernel, 1)
+            agg2 = na2d_av(attn2.to(dtype), heads[:, half:], windows.kernel, windows.dilation2)
+            agg = torch.cat([agg1, agg2], dim=1).permute(0, 1, 4, 2, 3).reshape(B, n, C // n, L)
+            fused = F.conv2d(agg, self.state_fusion.weight.to(dtype), self.state_fusion.bias.to(dtype))
+            y = fused.reshape(B, C, L) * Cm.to(dtype) + u.to(dtype) * self.Ds.to(dtype)[:, None]
+        return y.reshape(B, C, H, W)

@@ -1,0 +1,98 @@
+"""Small building blocks of A2Mamba: channel LayerNorm, per-channel affine, FFN, 2-D rotary code.
+
+Module and parameter names follow the reference implementation, because the
+published checkpoints address parameters by those names.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def island_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the spec's "in float32" islands: float32 for half types, else the dtype itself."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of every pixel of an NCHW map (eps 1e-6)."""
+
+    def __init__(self, num_channels: int, eps: float = 1e-6):
+        super().__init__(num_channels, eps=eps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class ChannelAffine(nn.Module):
+    """`y = weight * x + bias` per channel (the reference's layer-scale / res-scale).
+
+    Stored like a depthwise 1x1 convolution (`weight` `(C, 1, 1, 1)`, `bias` `(C,)`)
+    because that is how the checkpoints hold it, but it is not an `nn.Conv2d`, so
+    weight initialisation leaves its init value alone.
+    """
+
+    def __init__(self, dim: int, init_value: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((dim, 1, 1, 1), float(init_value)))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+class ConvFFN(nn.Module):
+    """fc1 (1x1) -> GELU -> x + depthwise 3x3 -> fc2 (1x1)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Conv2d(dim, hidden, 1)
+        self.act = nn.GELU()
+        self.dwconv = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden)
+        self.fc2 = nn.Conv2d(hidden, dim, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.act(self.fc1(x))
+        x = x + self.dwconv(x)
+        return self.fc2(x)
+
+
+def rope_angles(head_dim: int) -> Tensor:
+    """The `angle` buffer: `10000 ** -linspace(0, 1, c/4)`, each value twice (float32)."""
+    if head_dim % 4 or head_dim < 8:
+        raise ValueError(f"head dim (channels / heads) must be a multiple of 4 and at least 8 for the 2-D RoPE, got {head_dim}")
+    angle = 1.0 / (10000 ** torch.linspace(0, 1, head_dim // 4))
+    return angle.repeat_interleave(2)
+
+
+class RoPE2d(nn.Module):
+    """2-D rotary position code: first half of a head's channels rotate with the row, second with the column."""
+
+    def __init__(self, head_dim: int):
+        super().__init__()
+        self.register_buffer("angle", rope_angles(head_dim))
+
+    def sin_cos(self, H: int, W: int) -> tuple[Tensor, Tensor]:
+        """`(sin, cos)`, each `(H, W, c)`, from the stored (float32-rounded) angles, at least float32."""
+        angle = self.angle.to(island_dtype(self.angle.dtype))
+        rows = torch.arange(H, device=angle.device, dtype=angle.dtype)[:, None] * angle
+        cols = torch.arange(W, device=angle.device, dtype=angle.dtype)[:, None] * angle
+        half = angle.shape[0]
+        theta = torch.cat([rows[:, None, :].expand(H, W, half), cols[None, :, :].expand(H, W, half)], dim=-1)
+        return theta.sin(), theta.cos()
+
+
+def apply_rope(x: Tensor, sin: Tensor, cos: Tensor) -> Tensor:
+    """`x * cos + rot(x) * sin`, `rot` mapping each pair `(a, b)` to `(-b, a)`; `x` is `(..., H, W, c)`.
+
+    Computed in the dtype of `sin`/`cos` (at least float32) and returned in `x`'s dtype, so that
+    half-precision activations do not round the rotation itself.
+    """
+    xs = x.to(cos.dtype)
+    pairs = xs.unflatten(-1, (-1, 2))
+    rotated = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
+    return (xs * cos + rotated * sin).to(x.dtype)

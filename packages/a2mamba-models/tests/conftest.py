@@ -1,0 +1,38 @@
+"""Shared fixtures: where the spec data lives, and small helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import a2mamba_models  # noqa: F401  (registers the models with timm)
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+SHARED = REPO_ROOT.parent / "shared"
+SPEC = SHARED / "spec"
+PUBLISHED = ("a2mamba_n", "a2mamba_t", "a2mamba_s", "a2mamba_b", "a2mamba_l")
+
+
+@pytest.fixture(scope="session")
+def spec_dir() -> Path:
+    if not (SPEC / "checkpoint-keys").is_dir():
+        pytest.skip(f"spec data not found at {SPEC} (expected <repo>/../shared/spec with checkpoint-keys/ and golden/)")
+    return SPEC
+
+
+@pytest.fixture(scope="session")
+def golden(spec_dir):
+    path = spec_dir / "golden" / "a2mamba_small_config_golden.pt"
+    if not path.is_file():
+        pytest.skip(f"golden data not found at {path}")
+    return torch.load(path, weights_only=True)
+
+
+@pytest.fixture(autouse=True)
+def _two_threads():
+    # CI machines have 2 cores; more threads than cores only slows the small shapes down.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(min(previous, 2))
+    yield
+    torch.set_num_threads(previous)

@@ -1,0 +1,73 @@
+// Helpers shared by every CUDA translation unit of a2mamba-ops: math in the
+// accumulation type, warp primitives, and the launch plumbing (device guard,
+// current stream, launch check). Nothing here synchronises the host.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace a2mamba::cuda_detail {
+
+constexpr int kWarpSize = 32;
+constexpr unsigned kFullMask = 0xffffffffu;
+
+// float for float/half/bfloat16 inputs, double for double.
+template <typename T>
+using acc_t = at::opmath_type<T>;
+
+__device__ __forceinline__ float exp_of(float x) { return expf(x); }
+__device__ __forceinline__ double exp_of(double x) { return exp(x); }
+__device__ __forceinline__ float log1p_of(float x) { return log1pf(x); }
+__device__ __forceinline__ double log1p_of(double x) { return log1p(x); }
+
+// PyTorch's softplus (beta 1, threshold 20) and its derivative.
+template <typename S>
+__device__ __forceinline__ S softplus(S x) {
+  return x > S(20) ? x : log1p_of(exp_of(x));
+}
+template <typename S>
+__device__ __forceinline__ S softplus_grad(S x) {
+  return x > S(20) ? S(1) : S(1) / (S(1) + exp_of(-x));
+}
+
+template <typename S>
+__device__ __forceinline__ S warp_sum(S v) {
+#pragma unroll
+  for (int offset = kWarpSize / 2; offset > 0; offset >>= 1) v += __shfl_xor_sync(kFullMask, v, offset);
+  return v;
+}
+
+template <typename T>
+__device__ __forceinline__ acc_t<T> load_acc(const T* p) {
+  return static_cast<acc_t<T>>(*p);
+}
+
+// Largest dynamic shared memory a block may opt into on the current device.
+inline int64_t max_dynamic_smem(int device) {
+  int bytes = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  return bytes;
+}
+
+// Lets `kernel` use `bytes` of dynamic shared memory (above the 48 KiB default).
+// A function attribute, not a stream operation: legal during graph capture.
+template <typename Kernel>
+inline void allow_dynamic_smem(Kernel kernel, int64_t bytes, int device, const char* what) {
+  const int64_t limit = max_dynamic_smem(device);
+  TORCH_CHECK(bytes <= limit, what, ": needs ", bytes, " bytes of shared memory per block, the device allows ", limit,
+              " (reduce the kernel size or head dim)");
+  if (bytes > 48 * 1024) {
+    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+  }
+}
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace a2mamba::cuda_detail

@@ -1,0 +1,110 @@
+// Shared pieces of the selective-scan kernels.
+//
+// Work split: one warp walks one (batch, channel) row along L, 32 steps per
+// round (lane = step, so every load and store is coalesced whatever L is); the
+// recurrence h_t = a_t h_{t-1} + x_t is an associative composition of affine
+// maps, so each round is a 5-step shuffle scan and only the state at the
+// round's last lane is carried to the next round. A warp prefetches kRounds
+// rounds before computing, which keeps enough bytes in flight for HBM.
+#pragma once
+
+#include "common.cuh"
+
+namespace a2mamba::cuda_detail {
+
+constexpr int kScanWarps = 8;    // rows per block
+constexpr int kScanRounds = 4;   // rounds loaded together
+constexpr int kScanChunk = kWarpSize * kScanRounds;
+
+template <typename T>
+struct ScanArgs {
+  const T* u;          // (batch, D, L)
+  const T* delta;      // (batch, D, L)
+  const acc_t<T>* A;   // (D, N)
+  const T* B;          // (batch, G, N, L)
+  const acc_t<T>* bias;  // (D,) or nullptr
+  bool softplus;
+  int64_t rows;        // batch * D
+  int D, N, L;
+  int channels_per_group;  // D / G: row r reads B group row / channels_per_group
+};
+
+// Inclusive scan, in lane order, of the affine maps h -> a*h + x:
+// afterwards (a, x) is the composition of the maps of lanes 0..lane.
+template <typename S>
+__device__ __forceinline__ void scan_affine_up(S& a, S& x, int lane) {
+#pragma unroll
+  for (int offset = 1; offset < kWarpSize; offset <<= 1) {
+    const S a_prev = __shfl_up_sync(kFullMask, a, offset);
+    const S x_prev = __shfl_up_sync(kFullMask, x, offset);
+    if (lane >= offset) {
+      x = a * x_prev + x;
+      a = a * a_prev;
+    }
+  }
+}
+
+// The same in reverse lane order (lanes lane..31), for the adjoint recurrence
+// g_t = dh_t + a_{t+1} g_{t+1}.
+template <typename S>
+__device__ __forceinline__ void scan_affine_down(S& a, S& x, int lane) {
+#pragma unroll
+  for (int offset = 1; offset < kWarpSize; offset <<= 1) {
+    const S a_next = __shfl_down_sync(kFullMask, a, offset);
+    const S x_next = __shfl_down_sync(kFullMask, x, offset);
+    if (lane + offset < kWarpSize) {
+      x = a * x_next + x;
+      a = a * a_next;
+    }
+  }
+}
+
+// Dispatch over the input dtypes the adapter passes (float64 for checking).
+#define A2MAMBA_DISPATCH_FLOATS(dtype, name, ...) \
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, name, __VA_ARGS__)
+
+inline void check_scan_tensors(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B,
+                               const std::optional<at::Tensor>& delta_bias) {
+  TORCH_CHECK(u.is_cuda() && delta.is_cuda() && A.is_cuda() && B.is_cuda(),
+              "selective_scan_state (cuda): every tensor must be on a CUDA device");
+  TORCH_CHECK(u.dim() == 3 && delta.sizes() == u.sizes(), "selective_scan_state (cuda): u and delta must be (batch, D, L)");
+  TORCH_CHECK(B.dim() == 4 && B.size(0) == u.size(0) && B.size(2) == A.size(1) && B.size(3) == u.size(2),
+              "selective_scan_state (cuda): B must be (batch, G, N, L)");
+  TORCH_CHECK(A.dim() == 2 && A.size(0) == u.size(1), "selective_scan_state (cuda): A must be (D, N)");
+  TORCH_CHECK(B.size(1) > 0 && u.size(1) % B.size(1) == 0, "selective_scan_state (cuda): G must divide D");
+  TORCH_CHECK(u.is_contiguous() && delta.is_contiguous() && A.is_contiguous() && B.is_contiguous(),
+              "selective_scan_state (cuda): tensors must be contiguous");
+  TORCH_CHECK(delta.scalar_type() == u.scalar_type() && B.scalar_type() == u.scalar_type(),
+              "selective_scan_state (cuda): u, delta and B must share a dtype, got ", u.scalar_type(), ", ",
+              delta.scalar_type(), ", ", B.scalar_type());
+  const auto state = u.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  TORCH_CHECK(A.scalar_type() == state, "selective_scan_state (cuda): A must be ", state, ", got ", A.scalar_type());
+  if (delta_bias.has_value() && delta_bias->defined()) {
+    TORCH_CHECK(delta_bias->is_cuda() && delta_bias->is_contiguous() && delta_bias->numel() == u.size(1) &&
+                    delta_bias->scalar_type() == state,
+                "selective_scan_state (cuda): delta_bias must be a contiguous (D,) ", state, " tensor");
+  }
+  TORCH_CHECK(u.size(2) < (int64_t{1} << 31) && u.size(1) < (int64_t{1} << 31),
+              "selective_scan_state (cuda): L and D must fit in 32 bits");
+}
+
+template <typename T>
+ScanArgs<T> make_scan_args(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B,
+                           const std::optional<at::Tensor>& delta_bias, bool delta_softplus) {
+  using S = acc_t<T>;
+  ScanArgs<T> args;
+  args.u = u.const_data_ptr<T>();
+  args.delta = delta.const_data_ptr<T>();
+  args.A = A.const_data_ptr<S>();
+  args.B = B.const_data_ptr<T>();
+  args.bias = (delta_bias.has_value() && delta_bias->defined()) ? delta_bias->const_data_ptr<S>() : nullptr;
+  args.softplus = delta_softplus;
+  args.D = static_cast<int>(u.size(1));
+  args.L = static_cast<int>(u.size(2));
+  args.N = static_cast<int>(A.size(1));
+  args.rows = u.size(0) * u.size(1);
+  args.channels_per_group = static_cast<int>(u.size(1) / B.size(1));
+  return args;
+}
+
+}  // namespace a2mamba::cuda_detail
