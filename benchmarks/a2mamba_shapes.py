@@ -91,6 +91,10 @@ SCAN_SHAPES: list[ScanShape] = [
 # the scan's extremes, so a commit costs a few minutes on two cores.
 QUICK_NA2D = [s.name for s in NA2D_SHAPES if s.name.startswith("t-")]
 QUICK_SCAN = ["s1-L3136-D48", "s2-L784-D96", "s3-L196-D448"]
+# The plain-PyTorch reference takes seconds per call; asv times it at one shape
+# per op only (pytest-benchmark times it everywhere, for the speed-up table).
+REFERENCE_NA2D = "t-s2-28px-h2x24-k9-d1"
+REFERENCE_SCAN = "s2-L784-D96"
 
 
 def na2d_shape(name: str) -> NA2DShape:

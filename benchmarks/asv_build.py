@@ -27,7 +27,8 @@ PACKAGES = ("a2mamba-ops", "a2mamba-models", "a2mamba-train")
 
 def present_packages(source: Path) -> list[Path]:
     """The packages this commit has (a pyproject.toml in packages/<name>/)."""
-    return [source / "packages" / name for name in PACKAGES if (source / "packages" / name / "pyproject.toml").is_file()]
+    folders = [source / "packages" / name for name in PACKAGES]
+    return [folder for folder in folders if (folder / "pyproject.toml").is_file()]
 
 
 def pip(*args: str) -> None:

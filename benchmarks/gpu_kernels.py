@@ -161,7 +161,7 @@ def measure(backend: str, fwd, grad_spec, iters: int) -> tuple[float, float]:
     return fwd_ms, bwd_ms
 
 
-def run(dtypes: list[str], iters: int, with_reference: bool) -> tuple[list[Result], float]:
+def run(dtypes: list[str], iters: int, with_reference: bool, save) -> tuple[list[Result], float]:
     copy_gbps = copy_bandwidth_gbps(iters)
     results: list[Result] = []
     for dtype_name in dtypes:
@@ -207,6 +207,7 @@ def run(dtypes: list[str], iters: int, with_reference: bool) -> tuple[list[Resul
                             speedup_vs_reference=(ref[i] / ms) if ref is not None else None,
                         )
                     )
+                save(results, copy_gbps)
                 print(
                     f"{op:21s} {shape:40s} {dtype_name} fwd {timings['cuda'][0]:8.3f} ms  "
                     f"bwd {timings['cuda'][1]:8.3f} ms",
@@ -255,19 +256,25 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--dtypes must be a subset of {sorted(DTYPES)}, got {unknown}")
     torch.manual_seed(0)
-    results, copy_gbps = run(dtypes, args.iters, not args.no_reference)
     device = torch.cuda.get_device_name()
     args.out.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "device": device,
-        "torch": torch.__version__,
-        "batch": BATCH,
-        "copy_gbps": copy_gbps,
-        "results": [asdict(r) for r in results],
-    }
-    (args.out / "gpu_kernels.json").write_text(json.dumps(payload, indent=2))
-    table = markdown(results, copy_gbps, device)
-    (args.out / "gpu_kernels.md").write_text(table)
+
+    def save(results: list[Result], copy_gbps: float) -> str:
+        # Called after every case, so that a run cut short by a timeout still leaves its figures.
+        payload = {
+            "device": device,
+            "torch": torch.__version__,
+            "batch": BATCH,
+            "copy_gbps": copy_gbps,
+            "results": [asdict(r) for r in results],
+        }
+        (args.out / "gpu_kernels.json").write_text(json.dumps(payload, indent=2))
+        table = markdown(results, copy_gbps, device)
+        (args.out / "gpu_kernels.md").write_text(table)
+        return table
+
+    results, copy_gbps = run(dtypes, args.iters, not args.no_reference, save)
+    table = save(results, copy_gbps)
     print(table)
     failed = [r for r in results if r.error]
     for r in failed:

@@ -84,9 +84,7 @@ def _inputs_scan(shape: ScanShape, device: str, dtype: torch.dtype, grad: bool):
     return tuple(tensors), {"delta_softplus": True}, (b, d, n, length)
 
 
-def make_case(
-    op: str, shape, mode: str, backend: str, device: str = "cpu", dtype: torch.dtype = torch.float32
-) -> Case:
+def make_case(op: str, shape, mode: str, backend: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> Case:
     """One call of `op` at `shape`; `mode` is 'forward' or 'forward_backward'."""
     import a2mamba_ops
 

@@ -1,7 +1,8 @@
 """asv suite `ops`: each op, forward and forward+backward, each backend present.
 
 Shapes are the quick subset of `a2mamba_shapes` (the tiny model's branches and
-the scan's extremes). A target is `device:backend`; targets that this
+the scan's extremes; the slow plain-PyTorch reference at one shape per op,
+pytest-benchmark's `test_ops_bench.py` covers it everywhere). A target is `device:backend`; targets that this
 installation or machine lacks are skipped by raising NotImplementedError in
 setup, asv's convention. On CUDA the suite also tracks achieved GB/s, its
 fraction of the card's copy bandwidth measured in the same process, and the
@@ -10,7 +11,7 @@ peak allocated GPU memory.
 
 from __future__ import annotations
 
-from .a2mamba_shapes import QUICK_NA2D, QUICK_SCAN, na2d_shape, scan_shape
+from .a2mamba_shapes import QUICK_NA2D, QUICK_SCAN, REFERENCE_NA2D, REFERENCE_SCAN, na2d_shape, scan_shape
 from .gpu_bandwidth import copy_bandwidth_gbps, cuda_peak_mib, timed_seconds
 from .op_cases import MODES, make_case, require_target, synchronize
 
@@ -29,6 +30,8 @@ class _OpBench:
 
     def _setup(self, op, shape, mode, target):
         self.device, backend = require_target(target)
+        if backend == "reference" and self.device == "cpu" and shape.name not in (REFERENCE_NA2D, REFERENCE_SCAN):
+            raise NotImplementedError(f"the reference is timed at {REFERENCE_NA2D} / {REFERENCE_SCAN} only")
         self.case = make_case(op, shape, mode, backend, self.device)
         self.case.run()
         synchronize(self.device)

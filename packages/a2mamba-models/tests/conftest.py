@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import a2mamba_models  # noqa: F401  (registers the models with timm)
 import pytest
 import torch
+
+import a2mamba_models  # noqa: F401  (registers the models with timm)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SHARED = REPO_ROOT.parent / "shared"
 SPEC = SHARED / "spec"
-PUBLISHED = ("a2mamba_n", "a2mamba_t", "a2mamba_s", "a2mamba_b", "a2mamba_l")
 
 
 @pytest.fixture(scope="session")

@@ -7,11 +7,11 @@ the gradients, in float64 (tight) and float32. Run with every ops backend availa
 
 from __future__ import annotations
 
-import a2mamba_ops
-import torch
-from a2mamba_models import A2Mamba
-
 import pytest
+import torch
+
+import a2mamba_ops
+from a2mamba_models import A2Mamba
 
 CPU_BACKENDS = [b for b in a2mamba_ops.available_backends() if b in ("reference", "cpu")]
 INPUT = "x_2x3x128x160"
@@ -58,7 +58,7 @@ def test_float64_logits_features_and_blocks(golden_model, golden, backend):
     finally:
         for hook in hooks:
             hook.remove()
-    for ours, ref in zip(feats, golden["features_fp64"][INPUT]):
+    for ours, ref in zip(feats, golden["features_fp64"][INPUT], strict=True):
         assert ours.shape == ref.shape
         assert max_rel(ours, ref) < 1e-11
     for name, ref in golden["block_outputs_fp64"][INPUT].items():
@@ -87,7 +87,7 @@ def test_float32_logits_and_features(golden_model, golden, backend):
         for name, x in golden["inputs"].items():
             assert max_rel(model(x.float()), golden["logits_fp32"][name]) < 2e-5, name
         feats = model.forward_intermediates(golden["inputs"][INPUT].float(), intermediates_only=True)
-    for ours, ref in zip(feats, golden["features_fp32"][INPUT]):
+    for ours, ref in zip(feats, golden["features_fp32"][INPUT], strict=True):
         assert max_rel(ours, ref) < 2e-5
 
 

@@ -50,7 +50,7 @@ def run_with_grads(fn, inputs: dict[str, Tensor], grad_out: Tensor) -> tuple[Ten
     leaves = {name: leaf(t) for name, t in inputs.items()}
     out = fn(**leaves)
     grads = torch.autograd.grad(out, list(leaves.values()), grad_out.to(out.dtype))
-    return out, dict(zip(leaves, grads))
+    return out, dict(zip(leaves, grads, strict=True))
 
 
 def check_against_reference(backend, kernel_fn, reference_fn, inputs, dtype, grad_out):
@@ -324,5 +324,5 @@ def test_gradients_are_deterministic(backend):
         second = all_grads()
     finally:
         torch.set_num_threads(threads)
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         assert torch.equal(a, b)

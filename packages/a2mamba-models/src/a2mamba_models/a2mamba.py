@@ -162,7 +162,9 @@ class A2Mamba(nn.Module):
     def group_matcher(self, coarse: bool = False) -> dict:
         return dict(
             stem=r"^patch_embed",
-            blocks=r"^layers\.(\d+)" if coarse else [(r"^layers\.(\d+)\.blocks\.(\d+)", None), (r"^layers\.(\d+)", (0,))],
+            blocks=r"^layers\.(\d+)"
+            if coarse
+            else [(r"^layers\.(\d+)\.blocks\.(\d+)", None), (r"^layers\.(\d+)", (0,))],
         )
 
     @torch.jit.ignore

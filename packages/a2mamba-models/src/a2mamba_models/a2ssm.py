@@ -6,8 +6,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from a2mamba_ops import na2d_av, selective_scan_state
 from torch import Tensor, nn
+
+from a2mamba_ops import na2d_av, selective_scan_state
 
 from .geometry import BranchWindows
 from .layers import island_dtype
@@ -44,7 +45,7 @@ class A2SSM(nn.Module):
     def forward(self, x: Tensor, attn1: Tensor, attn2: Tensor, windows: BranchWindows) -> Tensor:
         """`x`: `(B, C, H, W)`; `attn1`/`attn2`: the branches' softmaxed attention `(B, n/2, H, W, kh*kw)`.
 
-        Returns `(B, C, H, W)` in at least float32.
+        Returns `(B, C, H, W)`, computed in at least float32.
         """
         B, C, H, W = x.shape
         L = H * W
@@ -66,4 +67,5 @@ class A2SSM(nn.Module):
             agg = torch.cat([agg1, agg2], dim=1).permute(0, 1, 4, 2, 3).reshape(B, n, C // n, L)
             fused = F.conv2d(agg, self.state_fusion.weight.to(dtype), self.state_fusion.bias.to(dtype))
             y = fused.reshape(B, C, L) * Cm.to(dtype) + u.to(dtype) * self.Ds.to(dtype)[:, None]
-        return y.reshape(B, C, H, W)
+        # Hand back in the parameters' precision: float32 under autocast, bfloat16 in a pure bfloat16 model.
+        return y.reshape(B, C, H, W).to(torch.promote_types(x.dtype, self.Ds.dtype))

@@ -71,7 +71,7 @@ def _frozen_batchnorm_statistics(module: nn.Module) -> Iterator[None]:
         yield
     finally:
         with torch.no_grad():
-            for m, (mean, var, count) in zip(norms, saved):
+            for m, (mean, var, count) in zip(norms, saved, strict=True):
                 m.running_mean.copy_(mean)
                 m.running_var.copy_(var)
                 m.num_batches_tracked.copy_(count)

@@ -23,14 +23,18 @@ def _build_meta(name: str):
 def info(name: str, img_size: tuple[int, int]) -> dict:
     model = _build_meta(name)
     report = count_flops(model, img_size)
-    stages = []
-    H, W = img_size
-    for i, (dim, depth, heads, window) in enumerate(
-        zip(model.embed_dims, (len(s.blocks) for s in model.stages), VARIANT_ARGS[name]["num_heads"],
-            VARIANT_ARGS[name]["window_size"])
-    ):
-        stride = 4 * 2**i
-        stages.append(dict(stage=i + 1, dim=dim, depth=depth, heads=heads, window=window, stride=stride))
+    args = VARIANT_ARGS[name]
+    stages = [
+        dict(
+            stage=i + 1,
+            dim=args["embed_dims"][i],
+            depth=args["depths"][i],
+            heads=args["num_heads"][i],
+            window=args["window_size"][i],
+            stride=4 * 2**i,
+        )
+        for i in range(4)
+    ]
     return dict(
         model=name,
         published=name in PUBLISHED,

@@ -51,7 +51,7 @@ class FlopReport:
 
 def _block_flops(report: FlopReport, part: str, block, H: int, W: int) -> None:
     mixer = block.token_mixer
-    C, n, c = mixer.dim, mixer.num_heads, mixer.head_dim
+    C, n = mixer.dim, mixer.num_heads
     L = H * W
     win = branch_windows(H, W, mixer.window_size, mixer.window_dilation)
     K2 = win.kernel[0] * win.kernel[1]
@@ -93,13 +93,15 @@ def count_flops(model: nn.Module, img_size: tuple[int, int] = (224, 224)) -> Flo
 
     for s in range(4):
         stage = model.layers[2 * s]
-        for b, block in enumerate(stage.blocks):
+        for block in stage.blocks:
             _block_flops(report, f"stage{s + 1}", block, H, W)
         down = model.layers[2 * s + 1]
         if isinstance(down, nn.Sequential):
             conv = down[0]
             H, W = _conv_out(H, 2), _conv_out(W, 2)
-            report.add(f"downsample{s + 1}", H * W * conv.out_channels * conv.in_channels * 9 + 2 * H * W * conv.out_channels)
+            report.add(
+                f"downsample{s + 1}", H * W * conv.out_channels * conv.in_channels * 9 + 2 * H * W * conv.out_channels
+            )
 
     head = model.classifier
     if isinstance(head, nn.Sequential):

@@ -64,7 +64,9 @@ class ConvFFN(nn.Module):
 def rope_angles(head_dim: int) -> Tensor:
     """The `angle` buffer: `10000 ** -linspace(0, 1, c/4)`, each value twice (float32)."""
     if head_dim % 4 or head_dim < 8:
-        raise ValueError(f"head dim (channels / heads) must be a multiple of 4 and at least 8 for the 2-D RoPE, got {head_dim}")
+        raise ValueError(
+            f"head dim (channels / heads) must be a multiple of 4 and at least 8 for the 2-D RoPE, got {head_dim}"
+        )
     angle = 1.0 / (10000 ** torch.linspace(0, 1, head_dim // 4))
     return angle.repeat_interleave(2)
 
@@ -75,6 +77,15 @@ class RoPE2d(nn.Module):
     def __init__(self, head_dim: int):
         super().__init__()
         self.register_buffer("angle", rope_angles(head_dim))
+
+    def _apply(self, fn, recurse=True):
+        # model.half()/.bfloat16() would round the angles (and positions * angle) beyond use;
+        # keep them at least float32, as the spec's precision rule asks. float64 models get float64.
+        before = self.angle
+        super()._apply(fn, recurse)
+        if self.angle.dtype in (torch.float16, torch.bfloat16) and before.is_floating_point():
+            self.angle = before.to(device=self.angle.device, dtype=island_dtype(before.dtype))
+        return self
 
     def sin_cos(self, H: int, W: int) -> tuple[Tensor, Tensor]:
         """`(sin, cos)`, each `(H, W, c)`, from the stored (float32-rounded) angles, at least float32."""

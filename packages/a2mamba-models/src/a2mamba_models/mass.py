@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from a2mamba_ops import na2d_av, na2d_qk
 from torch import Tensor, nn
+
+from a2mamba_ops import na2d_av, na2d_qk
 
 from .a2ssm import A2SSM
 from .geometry import branch_windows, crop_bias
@@ -22,7 +23,9 @@ class TiedBiasTables(nn.ParameterList):
     silent "last key wins".
     """
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         first, second = state_dict.get(prefix + "0"), state_dict.get(prefix + "1")
         if isinstance(first, Tensor) and isinstance(second, Tensor) and first.shape == second.shape:
             if not torch.equal(first, second):
@@ -30,7 +33,9 @@ class TiedBiasTables(nn.ParameterList):
                     f"{prefix}0 and {prefix}1 must be equal: they are one shared bias table in A2Mamba, "
                     "but this checkpoint holds two different tensors"
                 )
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
         # load_state_dict(assign=True) swaps in the checkpoint's tensors one key at a time; re-tie them.
         if self._parameters.get("1") is not self._parameters.get("0"):
             self._parameters["1"] = self._parameters["0"]
@@ -112,9 +117,9 @@ class MASS(nn.Module):
             o = self.ssm(o, attn1, attn2, windows)
 
         o = self.norm(o) + lepe
-        dtype = island_dtype(o.dtype)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            o = o.to(dtype) * gate.to(dtype)
+            dtype = island_dtype(o.dtype)
+            o = (o.to(dtype) * gate.to(dtype)).to(o.dtype)
         return self.proj(o)
 
     def _global_attention(self, q: Tensor, k: Tensor, o: Tensor) -> Tensor:

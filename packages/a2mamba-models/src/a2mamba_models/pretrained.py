@@ -85,7 +85,9 @@ def read_checkpoint(path: str | os.PathLike, sha256: str | None = None, use_ema:
     if sha256 is not None:
         actual = sha256_of(path)
         if actual.lower() != sha256.strip().lower():
-            raise CheckpointMismatch(f"SHA-256 of {path} is {actual}, expected {sha256}; the file is corrupt or not the expected one")
+            raise CheckpointMismatch(
+                f"SHA-256 of {path} is {actual}, expected {sha256}; the file is corrupt or not the expected one"
+            )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

@@ -12,50 +12,72 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
-#include <cmath>
+#include <algorithm>
 #include <vector>
 
+#include "cpu/fast_math.h"
 #include "ops.h"
 
 namespace a2mamba::cpu {
 namespace {
-
-constexpr double kSoftplusThreshold = 20.0;  // torch.nn.functional.softplus's default
 
 struct ScanShape {
   int64_t batch, D, N, L, G;
   int64_t group_of(int64_t d) const { return d / (D / G); }
 };
 
-// dt_t for one (batch, channel) row, and d(dt_t)/d(delta_t) when `slope` is given.
+// dt_t for one (batch, channel) row and d(dt_t)/d(delta_t). Branch-free, so the
+// float32 loop vectorises (fast_math.h).
 template <typename T>
-void discretise(const T* delta, T bias, bool softplus, int64_t L, T* dt, T* slope) {
-  for (int64_t t = 0; t < L; ++t) {
-    const T z = delta[t] + bias;
-    if (!softplus) {
-      dt[t] = z;
-      if (slope != nullptr) slope[t] = T(1);
-    } else if (z > T(kSoftplusThreshold)) {
-      dt[t] = z;
-      if (slope != nullptr) slope[t] = T(1);
-    } else {
-      const T e = std::exp(z);
-      dt[t] = std::log1p(e);
-      if (slope != nullptr) slope[t] = e / (e + T(1));
+void discretise(const T* __restrict delta, T bias, bool softplus, int64_t L, T* __restrict dt, T* __restrict slope) {
+  if (!softplus) {
+    for (int64_t t = 0; t < L; ++t) {
+      dt[t] = delta[t] + bias;
+      slope[t] = T(1);
     }
+    return;
+  }
+  for (int64_t t = 0; t < L; ++t) {
+    softplus_with_slope<T>(delta[t] + bias, dt[t], slope[t]);
   }
 }
+
+// Sum in double with four partial sums (a fixed order, and no serial dependency chain).
+template <typename T>
+double sum_as_double(const T* x, int64_t n) {
+  double partial[4] = {0, 0, 0, 0};
+  int64_t t = 0;
+  for (; t + 4 <= n; t += 4) {
+    for (int l = 0; l < 4; ++l) {
+      partial[l] += static_cast<double>(x[t + l]);
+    }
+  }
+  for (; t < n; ++t) {
+    partial[0] += static_cast<double>(x[t]);
+  }
+  return (partial[0] + partial[1]) + (partial[2] + partial[3]);
+}
+
+// Scratch rows of one task, reused across its (batch, channel) rows.
+template <typename T>
+struct RowBuffers {
+  std::vector<T> dt, slope, dtu, decay, g, ddt, work;
+  explicit RowBuffers(int64_t L) : dt(L), slope(L), dtu(L), decay(L), g(L), ddt(L), work(L) {}
+};
 
 template <typename T>
 void scan_forward(const ScanShape& s, const T* u, const T* delta, const T* A, const T* B, const T* bias, bool softplus,
                   T* h) {
   const int64_t L = s.L, N = s.N;
   at::parallel_for(0, s.batch * s.D, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> dt(L), dtu(L);
+    RowBuffers<T> buf(L);
+    T* __restrict dt = buf.dt.data();
+    T* __restrict dtu = buf.dtu.data();
+    T* __restrict decay = buf.decay.data();
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / s.D, d = row % s.D;
       const T* u_row = u + row * L;
-      discretise(delta + row * L, bias != nullptr ? bias[d] : T(0), softplus, L, dt.data(), static_cast<T*>(nullptr));
+      discretise(delta + row * L, bias != nullptr ? bias[d] : T(0), softplus, L, dt, buf.slope.data());
       for (int64_t t = 0; t < L; ++t) {
         dtu[t] = dt[t] * u_row[t];
       }
@@ -63,14 +85,52 @@ void scan_forward(const ScanShape& s, const T* u, const T* delta, const T* A, co
         const T a = A[d * N + n];
         const T* B_row = B + ((b * s.G + s.group_of(d)) * N + n) * L;
         T* h_row = h + (row * N + n) * L;
+        // Everything but the recurrence itself is independent per step: vectorised loops first,
+        // then the serial chain h_t = decay_t h_{t-1} + x_t, written in place.
+        for (int64_t t = 0; t < L; ++t) {
+          decay[t] = exp_fast<T>(dt[t] * a);
+          h_row[t] = dtu[t] * B_row[t];
+        }
         T state = 0;
         for (int64_t t = 0; t < L; ++t) {
-          state = std::exp(dt[t] * a) * state + dtu[t] * B_row[t];
+          state = decay[t] * state + h_row[t];
           h_row[t] = state;
         }
       }
     }
   });
+}
+
+// One (batch, channel, state) row of the backward: accumulates into ddt and du_row, writes this
+// channel's dB contribution, returns the row's dA. A function of its own so that every pointer
+// is __restrict and its loops vectorise.
+template <typename T>
+double backward_state_row(int64_t L, T a, const T* __restrict dt, const T* __restrict dtu, const T* __restrict u_row,
+                          const T* __restrict B_row, const T* __restrict h_row, const T* __restrict dh_row,
+                          T* __restrict decay, T* __restrict g, T* __restrict work, T* __restrict ddt,
+                          T* __restrict du_row, T* __restrict dB_row) {
+  for (int64_t t = 0; t < L; ++t) {
+    decay[t] = exp_fast<T>(dt[t] * a);
+  }
+  // The adjoint chain g_t = dh_t + decay_{t+1} g_{t+1}: the only serial part.
+  T carry = 0;
+  for (int64_t t = L - 1; t >= 0; --t) {
+    carry = dh_row[t] + (t + 1 < L ? decay[t + 1] : T(0)) * carry;
+    g[t] = carry;
+  }
+  // With h_{-1} = 0 step 0 has no exponent gradient; work holds d(loss)/d(exponent) * dt.
+  work[0] = T(0);
+  ddt[0] += g[0] * B_row[0] * u_row[0];
+  for (int64_t t = 1; t < L; ++t) {
+    const T d_exponent = g[t] * h_row[t - 1] * decay[t];  // gradient of the exponent dt_t * a
+    work[t] = d_exponent * dt[t];
+    ddt[t] += d_exponent * a + g[t] * B_row[t] * u_row[t];
+  }
+  for (int64_t t = 0; t < L; ++t) {
+    du_row[t] += g[t] * dt[t] * B_row[t];
+    dB_row[t] = g[t] * dtu[t];
+  }
+  return sum_as_double(work, L);
 }
 
 // Per (batch, channel) row: du, ddelta; per-row partials of dA (batch, D, N) and the bias gradient (batch, D);
@@ -81,47 +141,35 @@ void scan_backward_rows(const ScanShape& s, const T* dh, const T* u, const T* de
                         double* dbias_rows, T* dB_channels) {
   const int64_t L = s.L, N = s.N;
   at::parallel_for(0, s.batch * s.D, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> dt(L), slope(L), dtu(L), ddt(L);
+    RowBuffers<T> buf(L);
+    T* __restrict dt = buf.dt.data();
+    T* __restrict slope = buf.slope.data();
+    T* __restrict dtu = buf.dtu.data();
+    T* __restrict decay = buf.decay.data();
+    T* __restrict g = buf.g.data();
+    T* __restrict ddt = buf.ddt.data();
+    T* __restrict work = buf.work.data();
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / s.D, d = row % s.D;
       const T* u_row = u + row * L;
-      discretise(delta + row * L, bias != nullptr ? bias[d] : T(0), softplus, L, dt.data(), slope.data());
+      discretise(delta + row * L, bias != nullptr ? bias[d] : T(0), softplus, L, dt, slope);
       for (int64_t t = 0; t < L; ++t) {
         dtu[t] = dt[t] * u_row[t];
       }
-      std::fill(ddt.begin(), ddt.end(), T(0));
+      std::fill(ddt, ddt + L, T(0));
       T* du_row = du + row * L;
       std::fill(du_row, du_row + L, T(0));
       for (int64_t n = 0; n < N; ++n) {
-        const T a = A[d * N + n];
         const T* B_row = B + ((b * s.G + s.group_of(d)) * N + n) * L;
         const int64_t offset = (row * N + n) * L;
-        const T* h_row = h + offset;
-        const T* dh_row = dh + offset;
-        T* dB_row = dB_channels + offset;
-        T g = 0;               // total gradient of h_t
-        T decay_next = 0;      // exp(dt_{t+1} a)
-        double dA_sum = 0;
-        for (int64_t t = L - 1; t >= 0; --t) {
-          g = dh_row[t] + decay_next * g;
-          const T decay = std::exp(dt[t] * a);
-          const T h_prev = t > 0 ? h_row[t - 1] : T(0);
-          const T d_exponent = g * h_prev * decay;  // gradient of the exponent dt_t * a
-          dA_sum += static_cast<double>(d_exponent * dt[t]);
-          ddt[t] += d_exponent * a + g * B_row[t] * u_row[t];
-          du_row[t] += g * dt[t] * B_row[t];
-          dB_row[t] = g * dtu[t];
-          decay_next = decay;
-        }
-        dA_rows[row * N + n] = dA_sum;
+        dA_rows[row * N + n] = backward_state_row<T>(L, A[d * N + n], dt, dtu, u_row, B_row, h + offset, dh + offset,
+                                                     decay, g, work, ddt, du_row, dB_channels + offset);
       }
       T* ddelta_row = ddelta + row * L;
-      double bias_sum = 0;
       for (int64_t t = 0; t < L; ++t) {
         ddelta_row[t] = ddt[t] * slope[t];
-        bias_sum += static_cast<double>(ddelta_row[t]);
       }
-      dbias_rows[row] = bias_sum;
+      dbias_rows[row] = sum_as_double(ddelta_row, L);
     }
   });
 }

@@ -6,12 +6,20 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
+
+#include <cstdint>
+
+// A2MAMBA_EMULATE_CUDA: the kernels compiled by a host compiler against a
+// thread-based emulation of the CUDA built-ins, to check their index logic on
+// machines without a GPU. Only the kernels are built then, never the launchers.
+#ifndef A2MAMBA_EMULATE_CUDA
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
 
-#include <cstdint>
+#define A2MAMBA_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
+#endif
 
 namespace a2mamba::cuda_detail {
 
@@ -49,6 +57,7 @@ __device__ __forceinline__ acc_t<T> load_acc(const T* p) {
   return static_cast<acc_t<T>>(*p);
 }
 
+#ifndef A2MAMBA_EMULATE_CUDA
 // Largest dynamic shared memory a block may opt into on the current device.
 inline int64_t max_dynamic_smem(int device) {
   int bytes = 0;
@@ -67,6 +76,8 @@ inline void allow_dynamic_smem(Kernel kernel, int64_t bytes, int device, const c
     C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
   }
 }
+
+#endif  // A2MAMBA_EMULATE_CUDA
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 

@@ -125,7 +125,7 @@ __global__ void __launch_bounds__(kNaThreads)
                      T* __restrict__ out) {
   using S = acc_t<T>;
   constexpr int CC = channel_chunk<S>();
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  A2MAMBA_DYNAMIC_SMEM(smem_raw);
   S* x_s = reinterpret_cast<S*>(smem_raw);  // kTilePixels * CC
   S* y_s = x_s + kTilePixels * CC;          // rect * (CC + 1)
 
@@ -223,7 +223,7 @@ __global__ void __launch_bounds__(kNaThreads)
   constexpr int CC = channel_chunk<S>();
   constexpr int kGroups = kNaThreads / kTilePixels;  // 4
   constexpr int kPerThread = CC / kGroups;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  A2MAMBA_DYNAMIC_SMEM(smem_raw);
   const int KK = s.kh * s.kw;
   S* a_s = reinterpret_cast<S*>(smem_raw);  // kTilePixels * KK
   S* y_s = a_s + kTilePixels * KK;          // rect * (CC + 1)
@@ -317,7 +317,7 @@ __global__ void __launch_bounds__(kNaThreads)
   constexpr int CC = channel_chunk<S>();
   constexpr int kGroups = kNaThreads / kTilePixels;
   constexpr int kPerThread = CC / kGroups;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  A2MAMBA_DYNAMIC_SMEM(smem_raw);
   S* x_s = reinterpret_cast<S*>(smem_raw);  // rect * (CC + 1)
 
   const NaBlock blk = locate_block(s);
@@ -368,12 +368,11 @@ __global__ void __launch_bounds__(kNaThreads)
 
 // ------------------------------------------------------------------- host side
 
-#define A2MAMBA_NA_DISPATCH(dtype, name, ...) \
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, name, __VA_ARGS__)
-
 inline NaShape make_na_shape(const at::Tensor& t, int64_t kh, int64_t kw, int64_t dh, int64_t dw, const char* op) {
-  TORCH_CHECK(t.is_cuda() && t.is_contiguous() && t.dim() == 5, op,
-              " (cuda): expected contiguous (batch, heads, H, W, dim) CUDA tensors");
+#ifndef A2MAMBA_EMULATE_CUDA
+  TORCH_CHECK(t.is_cuda(), op, " (cuda): expected CUDA tensors");
+#endif
+  TORCH_CHECK(t.is_contiguous() && t.dim() == 5, op, " (cuda): expected contiguous (batch, heads, H, W, dim) tensors");
   TORCH_CHECK(kh >= 1 && kw >= 1 && kh % 2 == 1 && kw % 2 == 1 && kh <= kMaxKernel && kw <= kMaxKernel, op,
               " (cuda): kernel sizes must be odd and at most ", kMaxKernel, ", got ", kh, "x", kw);
   TORCH_CHECK(dh >= 1 && dw >= 1, op, " (cuda): dilation must be positive");
@@ -394,6 +393,11 @@ inline NaShape make_na_shape(const at::Tensor& t, int64_t kh, int64_t kw, int64_
   s.tiles = int64_t{s.dh} * s.dw * s.tiles_h * s.tiles_w;
   return s;
 }
+
+#ifndef A2MAMBA_EMULATE_CUDA
+
+#define A2MAMBA_NA_DISPATCH(dtype, name, ...) \
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, name, __VA_ARGS__)
 
 inline unsigned na_blocks(const NaShape& s) {
   const int64_t blocks = s.batch_heads * s.tiles;
@@ -448,5 +452,7 @@ void launch_scatter(const NaShape& s, const T* a, const T* x, T* out, cudaStream
   kernel<<<na_blocks(s), kNaThreads, smem, stream>>>(s, a, x, out);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
+
+#endif  // A2MAMBA_EMULATE_CUDA
 
 }  // namespace a2mamba::cuda_detail

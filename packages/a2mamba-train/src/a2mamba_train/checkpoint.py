@@ -26,6 +26,7 @@ def atomic_write(path: Path, write) -> None:
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes private files; a run folder is ordinary output
         with os.fdopen(fd, "wb") as stream:
             write(stream)
             stream.flush()
@@ -38,6 +39,12 @@ def atomic_write(path: Path, write) -> None:
             pass
         raise
     _fsync_folder(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -106,20 +113,3 @@ def find_resume_checkpoint(run_dir: Path) -> Path | None:
 
 def best_name(epoch: int, top1: float) -> str:
     return f"{BEST_PREFIX}epoch{epoch:04d}-top1-{top1:.3f}.pth"
-
-
-def update_best(run_dir: Path, best: list[dict[str, Any]], epoch: int, top1: float, keep: int) -> list[dict[str, Any]]:
-    """Copy last.pth to a best file if this epoch is among the ``keep`` best by top-1; drop evicted ones.
-
-    ``best`` (epoch, top1, file) lives in the checkpoint so a resumed run keeps the same set.
-    """
-    if keep <= 0:
-        return best
-    ranked = sorted(best + [{"epoch": epoch, "top1": top1, "file": best_name(epoch, top1)}],
-                    key=lambda e: (-e["top1"], e["epoch"]))
-    kept, evicted = ranked[:keep], ranked[keep:]
-    if any(e["epoch"] == epoch for e in kept):
-        atomic_copy(run_dir / LAST, run_dir / best_name(epoch, top1))
-    for entry in evicted:
-        (run_dir / entry["file"]).unlink(missing_ok=True)
-    return kept

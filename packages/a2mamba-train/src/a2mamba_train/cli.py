@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from . import __version__
 from .config import FIELDS, ConfigError, build_config, recipe_names, resolve, to_json
-from .data import CorruptImageError, DataError
+from .data import DataError
 from .fashion_mnist import FashionMNISTMissing
 from .nonfinite import NonFiniteLossError
 

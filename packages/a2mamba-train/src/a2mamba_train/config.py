@@ -59,6 +59,7 @@ class TrainConfig:
     drop_path: float = _setting(0.0, "float", "stochastic depth rate")
     grad_checkpointing: list[int] = _setting([0, 0, 0, 0], "ints", "blocks per stage recomputed in backward")
     sync_bn: bool = _setting(False, "bool", "convert BatchNorm to SyncBatchNorm (GPU only)")
+    channels_last: bool = _setting(False, "bool", "keep activations in channels-last memory format")
     # --- data ----------------------------------------------------------------------------------
     dataset: str = _setting("imagefolder", "str", "imagefolder (train/ and val/ folders) or fashion-mnist")
     data_dir: str | None = _setting(None, "opt_str", "dataset root")

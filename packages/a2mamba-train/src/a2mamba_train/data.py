@@ -8,11 +8,11 @@ whether it was resumed: the 2-process run sees the same global batches as the 1-
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import torch
 from PIL import Image
 from timm.data import ImageDataset, create_transform
 from timm.data.loader import PrefetchLoader, fast_collate

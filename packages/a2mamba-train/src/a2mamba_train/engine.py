@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -44,13 +45,13 @@ def topk_correct(output: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...]
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader, info: DistInfo, amp: str = "off", show_progress: bool = True,
-             desc: str = "eval") -> dict[str, float]:
+             desc: str = "eval", channels_last: bool = False) -> dict[str, float]:
     """Top-1/top-5 (%) and mean cross-entropy over the whole evaluation set, summed across ranks."""
     model.eval()
     loss_sum = correct1 = correct5 = count = 0.0
     bar = progress(loader, show_progress and info.is_main, desc=desc, leave=False, unit="batch")
     for images, targets in bar:
-        images = images.to(info.device, non_blocking=True)
+        images = to_device(images, info.device, channels_last)
         targets = targets.to(info.device, non_blocking=True)
         with autocast(info.device, amp):
             output = model(images)
@@ -60,13 +61,18 @@ def evaluate(model: torch.nn.Module, loader, info: DistInfo, amp: str = "off", s
         correct1 += hit1
         correct5 += hit5
         count += targets.shape[0]
-        bar.set_postfix(top1=f"{100 * correct1 / count:.2f}")
+        bar.set_postfix(top1=f"{100 * correct1 / count:.2f}", refresh=False)
     bar.close()
     loss_sum, correct1, correct5, count = all_reduce_sum([loss_sum, correct1, correct5, count], info)
     if count == 0:
         return {"loss": float("nan"), "top1": 0.0, "top5": 0.0, "count": 0}
     return {"loss": loss_sum / count, "top1": 100 * correct1 / count, "top5": 100 * correct5 / count,
             "count": int(count)}
+
+
+def to_device(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    images = images.to(device, non_blocking=True)
+    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
 
 
 def grads_finite(parameters) -> bool:

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import timm
+import torch
 from timm.data import DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.scheduler import create_scheduler_v2
@@ -21,7 +21,7 @@ from . import checkpoint as ckpt
 from .config import ConfigError, TrainConfig, resolve
 from .data import build_loaders
 from .distributed import DistInfo, all_ranks_agree, all_reduce_sum, barrier, broadcast_text
-from .engine import as_float, autocast, distill_loss, evaluate, grads_finite, progress
+from .engine import as_float, autocast, distill_loss, evaluate, grads_finite, progress, to_device
 from .modelling import check_model_name, create_model, create_optimizer
 from .nonfinite import Action, NonFiniteGuard, NonFiniteLossError
 from .plots import plot_curves
@@ -100,6 +100,8 @@ class Trainer:
         r["num_classes"] = self.num_classes
         seed_everything(r["seed"])  # model init does not depend on how much RNG the data set-up used
         self.model = create_model(r, self.num_classes).to(info.device)
+        if r["channels_last"]:
+            self.model = self.model.to(memory_format=torch.channels_last)
         if r["sync_bn"] and info.enabled:
             if info.device.type != "cuda":
                 raise ConfigError("--sync-bn: SyncBatchNorm runs on GPUs only; drop --sync-bn for CPU runs")
@@ -210,13 +212,14 @@ class Trainer:
         if not self.info.is_main:
             return
         keep = self.resolved["keep_best"]
-        ranked = sorted(self.best + [{"epoch": epoch, "top1": top1, "file": ckpt.best_name(epoch, top1)}],
+        number = epoch + 1  # epochs are counted from 1 in files and logs
+        ranked = sorted(self.best + [{"epoch": number, "top1": top1, "file": ckpt.best_name(number, top1)}],
                         key=lambda e: (-e["top1"], e["epoch"]))
         kept, evicted = ranked[:keep], ranked[keep:]
         self.best = kept
         ckpt.save(self.run_dir / ckpt.LAST, self.state(epoch + 1))
-        if any(e["epoch"] == epoch for e in kept):
-            ckpt.atomic_copy(self.run_dir / ckpt.LAST, self.run_dir / ckpt.best_name(epoch, top1))
+        if any(e["epoch"] == number for e in kept):
+            ckpt.atomic_copy(self.run_dir / ckpt.LAST, self.run_dir / ckpt.best_name(number, top1))
         for entry in evicted:
             (self.run_dir / entry["file"]).unlink(missing_ok=True)
 
@@ -276,7 +279,7 @@ class Trainer:
         batches = iter(self.loaders.train)
         for step in bar:
             images, targets = next(batches)
-            images = images.to(info.device, non_blocking=True)
+            images = to_device(images, info.device, r["channels_last"])
             targets = targets.to(info.device, non_blocking=True)
             if self.mixup is not None:
                 images, targets = self.mixup(images, targets)
@@ -348,12 +351,14 @@ class Trainer:
             self.scheduler.step(epoch)
             self.snapshot_before_distillation(epoch)
             train_stats = self.train_epoch(epoch)
-            eval_stats = evaluate(self.model, self.loaders.eval, info, amp=self.amp, show_progress=r["progress"])
+            eval_stats = evaluate(self.model, self.loaders.eval, info, amp=self.amp, show_progress=r["progress"],
+                                  channels_last=r["channels_last"])
             row = {"epoch": epoch + 1, **train_stats, "eval_loss": eval_stats["loss"], "top1": eval_stats["top1"],
                    "top5": eval_stats["top5"], "step": self.global_step}
             if self.ema is not None:
                 ema_stats = evaluate(self.ema.module, self.loaders.eval, info, amp=self.amp,
-                                     show_progress=r["progress"], desc="eval EMA")
+                                     show_progress=r["progress"], desc="eval EMA",
+                                     channels_last=r["channels_last"])
                 row.update(ema_top1=ema_stats["top1"], ema_top5=ema_stats["top5"], ema_eval_loss=ema_stats["loss"])
             self.save_epoch(epoch, eval_stats["top1"])
             if self.log is not None:
@@ -439,21 +444,37 @@ def choose_run_dir(config: TrainConfig) -> tuple[Path, Path | None]:
 
 
 def saved_config_for_resume(config_overrides: dict[str, Any]) -> dict[str, Any] | None:
-    """The settings a run was started with (stored in its checkpoint), so ``--resume`` needs no repeat
-    of the original command line."""
+    """The settings a run was started with, so ``--resume`` needs no repeat of the original command
+    line: from the checkpoint, or from config.json when the run was killed before its first one."""
     resume = config_overrides.get("resume")
     if not resume:
         return None
     if resume == "auto":
         output = config_overrides.get("output")
-        if not output:
+        if output:
+            run_dir: Path | None = Path(output)
+        else:
+            from .config import build_config
+
+            run_dir = latest_run_dir(build_config({k: v for k, v in config_overrides.items() if k != "resume"}))
+        if run_dir is None or not run_dir.is_dir():
             return None
-        path = ckpt.find_resume_checkpoint(Path(output)) if Path(output).is_dir() else None
+        path = ckpt.find_resume_checkpoint(run_dir)
+        if path is None:
+            saved = run_dir / "config.json"
+            if saved.is_file():
+                import json
+
+                return json.loads(saved.read_text())
+            return None
     else:
         path = Path(resume) if Path(resume).is_file() else None
     if path is None:
         return None
-    return ckpt.load(path).get("config")
+    try:
+        return ckpt.load(path).get("config")
+    except Exception as err:  # an unreadable file is reported with its name, not a traceback
+        raise ConfigError(f"--resume: cannot read checkpoint {path}: {err}") from None
 
 
 __all__ = ["Trainer", "run_training", "saved_config_for_resume", "read_metrics"]

@@ -1,0 +1,91 @@
+// exp and softplus for float32 loops that -O3 can vectorise.
+//
+// glibc's expf/log1pf are calls the compiler cannot vectorise without
+// -ffast-math, and in the scan they cost more than the recurrence itself. These
+// are branch-free (selects only), accurate to about 2 ulp, and follow PyTorch's
+// softplus exactly in form: linear above the threshold 20. float64 keeps the
+// libm functions: it is the precision of reference checks, not of models.
+#pragma once
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+namespace a2mamba::cpu {
+
+// exp(x) by range reduction x = n ln2 + r, |r| <= ln2/2, and a degree-7 polynomial
+// for exp(r) (Cephes' expf coefficients); 2^n is built in the exponent bits, as
+// 2 * 2^(n-1) so that n = 128 (x up to ln(FLT_MAX)) still fits.
+inline float exp_approx(float x) {
+  constexpr float kLog2e = 1.44269504088896341f;
+  constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
+  constexpr float kRound = 12582912.0f;           // 1.5 * 2^23: adding it rounds to an integer
+  constexpr float kMin = -86.5f, kMax = 88.72f;   // exp(kMin) = 2.6e-38, exp(kMax) = 3.39e38
+  const float clamped = std::min(std::max(x, kMin), kMax);
+  const float n = (clamped * kLog2e + kRound) - kRound;
+  const float r = (clamped - n * kLn2Hi) - n * kLn2Lo;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const float half_scale = std::bit_cast<float>((static_cast<int32_t>(n) + 126) << 23);
+  const float result = (p * half_scale) * 2.0f;
+  // Outside the clamp: 0 below (where expf is subnormal or 0), infinity above. Both tests are
+  // evaluated unconditionally: GCC (with its default -ftrapping-math) vectorises selects, not branches.
+  const bool below = x < kMin;
+  const bool above = x > kMax;
+  const float bounded = above ? std::numeric_limits<float>::infinity() : result;
+  return below ? 0.0f : bounded;
+}
+
+// log1p(y) for y in [0, 1], as 2 atanh(y / (2 + y)): no cancellation for small y.
+inline float log1p_unit(float y) {
+  const float s = y / (2.0f + y);  // in [0, 1/3]
+  const float s2 = s * s;
+  float p = 1.0f / 15.0f;
+  p = p * s2 + 1.0f / 13.0f;
+  p = p * s2 + 1.0f / 11.0f;
+  p = p * s2 + 1.0f / 9.0f;
+  p = p * s2 + 1.0f / 7.0f;
+  p = p * s2 + 1.0f / 5.0f;
+  p = p * s2 + 1.0f / 3.0f;
+  return 2.0f * s * (p * s2 + 1.0f);
+}
+
+template <typename T>
+inline T exp_fast(T x) {
+  return std::exp(x);
+}
+template <>
+inline float exp_fast<float>(float x) {
+  return exp_approx(x);
+}
+
+constexpr double kSoftplusThreshold = 20.0;  // torch.nn.functional.softplus's default
+
+// softplus(z) and its derivative sigmoid(z), PyTorch's rule: z itself (slope 1) above the threshold.
+template <typename T>
+inline void softplus_with_slope(T z, T& value, T& slope) {
+  const T e = std::exp(z);
+  const bool linear = z > T(kSoftplusThreshold);
+  value = linear ? z : std::log1p(e);
+  slope = linear ? T(1) : e / (e + T(1));
+}
+template <>
+inline void softplus_with_slope<float>(float z, float& value, float& slope) {
+  // softplus(z) = max(z, 0) + log1p(exp(-|z|)), with exp(-|z|) in (0, 1].
+  const float y = exp_approx(-std::fabs(z));
+  const float smooth = std::max(z, 0.0f) + log1p_unit(y);
+  const float inv = 1.0f / (1.0f + y);
+  const float sigmoid = z >= 0.0f ? inv : y * inv;
+  const bool linear = z > static_cast<float>(kSoftplusThreshold);
+  value = linear ? z : smooth;
+  slope = linear ? 1.0f : sigmoid;
+}
+
+}  // namespace a2mamba::cpu

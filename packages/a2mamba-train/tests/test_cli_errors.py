@@ -1,0 +1,110 @@
+"""Bad input stops a run at once with a clear message and a non-zero exit, before any work is lost."""
+
+from __future__ import annotations
+
+from conftest import SMALL_RUN, run_cli
+
+from a2mamba_train.cli import train_main, validate_main
+
+
+def train(capsys, *args: str) -> tuple[int, str]:
+    code = train_main([*SMALL_RUN, *args])
+    return code, capsys.readouterr().err
+
+
+def test_missing_data_dir(tmp_path, capsys):
+    code, err = train(capsys, "--data-dir", str(tmp_path / "nowhere"), "--output", str(tmp_path / "run"))
+    assert code == 2
+    assert "--data-dir" in err and "nowhere" in err and "does not exist" in err
+
+
+def test_data_dir_without_class_folders(tmp_path, capsys):
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    (tmp_path / "data" / "val").mkdir()
+    code, err = train(capsys, "--data-dir", str(tmp_path / "data"), "--output", str(tmp_path / "run"))
+    assert code == 2 and "is empty" in err and "one sub-folder of images per class" in err
+
+
+def test_class_folders_without_images(tmp_path, capsys):
+    for split in ("train", "val"):
+        (tmp_path / "data" / split / "a").mkdir(parents=True)
+    code, err = train(capsys, "--data-dir", str(tmp_path / "data"), "--output", str(tmp_path / "run"))
+    assert code == 2 and "no images" in err
+
+
+def test_corrupt_image_is_named_before_training_starts(image_folder, tmp_path, capsys):
+    bad = image_folder / "train" / "circle" / "007.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    run = tmp_path / "run"
+    code, err = train(capsys, "--data-dir", str(image_folder), "--output", str(run))
+    assert code == 2
+    assert "corrupt or unreadable image" in err and str(bad) in err
+    assert not list(run.glob("*.pth"))
+
+
+def test_corrupt_image_found_while_loading_stops_the_run(image_folder, tmp_path, capsys):
+    # with the up-front check off, the loader reports the file instead of skipping it silently
+    bad = image_folder / "train" / "square" / "003.png"
+    bad.write_bytes(b"garbage")
+    code, err = train(capsys, "--data-dir", str(image_folder), "--output", str(tmp_path / "run"),
+                      "--verify-images", "none", "--workers", "1")
+    assert code == 2 and "corrupt or unreadable image" in err and "003.png" in err
+
+
+def test_unknown_recipe_lists_the_known_ones(capsys):
+    code = train_main(["--recipe", "tinny", "--print-config"])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown recipe 'tinny'" in err and "tiny" in err and "nano" in err
+
+
+def test_unknown_model_suggests_close_names(image_folder, tmp_path, capsys):
+    code, err = train(capsys, "--data-dir", str(image_folder), "--output", str(tmp_path / "run"),
+                      "--model", "a2mamba_tt")
+    assert code == 2 and "unknown model 'a2mamba_tt'" in err and "a2mamba_t" in err
+
+
+def test_bad_setting_value(capsys):
+    code = train_main(["--recipe", "tiny", "--epochs", "ten", "--print-config"])
+    assert code == 2 and "epochs: expected an integer" in capsys.readouterr().err
+
+
+def test_unwritable_output_folder(image_folder, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, err = train(capsys, "--data-dir", str(image_folder), "--output", str(blocker / "run"))
+    assert code == 2 and "cannot write to the run folder" in err
+
+
+def test_existing_run_is_not_overwritten(image_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pth").write_bytes(b"precious")
+    code, err = train(capsys, "--data-dir", str(image_folder), "--output", str(run))
+    assert code == 2 and "already holds a run" in err and "--resume auto" in err
+    assert (run / "last.pth").read_bytes() == b"precious"
+
+
+def test_missing_fashion_mnist_says_how_to_install_it(tmp_path, capsys):
+    code = train_main(["--recipe", "fashion-mnist-quick", "--data-dir", str(tmp_path / "none"),
+                       "--output", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Fashion-MNIST not found" in err and "apt-get install dataset-fashion-mnist" in err
+
+
+def test_validate_errors(image_folder, tmp_path, capsys):
+    assert validate_main(["--model", "a2mamba_test", "--checkpoint", str(tmp_path / "x.pth"), str(image_folder)]) == 2
+    assert "no file" in capsys.readouterr().err
+    assert validate_main(["--model", "nope_net", "--checkpoint", str(tmp_path / "x.pth"), str(image_folder)]) == 2
+    assert "unknown model 'nope_net'" in capsys.readouterr().err
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"junk")
+    assert validate_main(["--model", "a2mamba_test", "--checkpoint", str(junk), str(tmp_path / "missing")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_console_script_exits_non_zero_in_a_real_process(tmp_path):
+    result = run_cli("--recipe", "nope")
+    assert result.returncode == 2 and "unknown recipe" in result.stderr
+    result = run_cli("--model", "a2mamba_test", str(tmp_path), "--pretrained", module="a2mamba_train.validate")
+    assert result.returncode == 2 and "a2mamba_test is a test-only configuration" in result.stderr \
+        or "no pretrained" in result.stderr or "pretrained" in result.stderr
