@@ -265,14 +265,16 @@ def test_scan_without_bias_or_softplus(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_scan_softplus_threshold(backend):
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_scan_softplus_threshold(backend, dtype):
     # delta + bias far above and below PyTorch's softplus threshold of 20 (and right at it).
-    inputs = scan_inputs(DEVICE[backend], torch.float64, 1, 3, 1, 12, groups=None)
-    inputs["delta"] = torch.tensor([19.5, 20.0, 20.5, 25.0, -30.0, 0.0] * 2, dtype=torch.float64).expand(1, 3, 12)
-    inputs["delta"] = inputs["delta"].to(DEVICE[backend])
-    inputs["delta_bias"] = torch.tensor([0.0, 0.5, -0.5], dtype=torch.float64, device=DEVICE[backend])
+    device = DEVICE[backend]
+    inputs = scan_inputs(device, dtype, 1, 3, 1, 14, groups=None)
+    steps = [19.5, 20.0, 20.5, 25.0, -30.0, -95.0, 0.0] * 2
+    inputs["delta"] = torch.tensor(steps, dtype=dtype, device=device).expand(1, 3, 14)
+    inputs["delta_bias"] = torch.tensor([0.0, 0.5, -0.5], dtype=inputs["A"].dtype, device=device)
     inputs["A"] = inputs["A"] * 0.01  # keep exp(dt*A) away from underflow so the gradients are informative
-    check_scan(backend, inputs, torch.float64)
+    check_scan(backend, inputs, dtype)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

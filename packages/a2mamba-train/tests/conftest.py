@@ -7,7 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+
+# The tests train tiny models on tiny batches: one thread is faster than two (thread start-up and
+# synchronisation dominate), and on a busy CI machine far faster.
+torch.set_num_threads(1)
+
+
+def single_thread_env() -> dict[str, str]:
+    return dict(os.environ, OMP_NUM_THREADS="1")
+
 
 # Small settings shared by the tests that really train: a2mamba_test on 32x32 images.
 SMALL_RUN = [
@@ -44,7 +54,7 @@ def image_folder(tmp_path: Path) -> Path:
 def run_cli(*args: str, env: dict | None = None, timeout: float = 300, module: str = "a2mamba_train",
             cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run ``python -m <module> args`` in a fresh process (as a user would), capturing its output."""
-    full_env = dict(os.environ)
+    full_env = single_thread_env()
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout,
                           env=full_env, cwd=cwd)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 import torch
-from conftest import make_image_folder
+from conftest import make_image_folder, single_thread_env
 
 # test_vit has no BatchNorm: with per-rank batch statistics (no SyncBatchNorm on CPUs) a BN model
 # would differ between 1 and 2 processes by design, so the comparison uses a LayerNorm model.
@@ -22,7 +21,7 @@ DDP_RUN = [
 
 def test_two_gloo_processes_match_one_process(tmp_path):
     data = make_image_folder(tmp_path / "data", train_per_class=16, val_per_class=6)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = single_thread_env()
     single, double = tmp_path / "single", tmp_path / "ddp"
     one = subprocess.run([sys.executable, "-m", "a2mamba_train", *DDP_RUN, "--batch-size", "8",
                           "--data-dir", str(data), "--output", str(single)],

@@ -55,7 +55,11 @@ class A2SSM(nn.Module):
         dt, Bm, Cm = torch.split(dbc, [self.dt_rank, self.d_state, self.d_state], dim=1)
         delta = torch.einsum("cr,brl->bcl", self.dt_projs_weight.to(u.dtype), dt)
         A = -torch.exp(self.A_logs.to(island_dtype(self.A_logs.dtype)))
-        h = selective_scan_state(u, delta, A, Bm, delta_bias=self.dt_projs_bias, delta_softplus=True)  # (B, C, 1, L)
+        # Contiguous inputs (the kernels copy to contiguous anyway): under torch.compile the gradients
+        # the scan returns then have the layout its fake kernel promises.
+        h = selective_scan_state(
+            u.contiguous(), delta.contiguous(), A, Bm.contiguous(), delta_bias=self.dt_projs_bias, delta_softplus=True
+        )  # (B, C, 1, L)
 
         dtype = h.dtype
         with torch.autocast(device_type=x.device.type, enabled=False):

@@ -283,6 +283,7 @@ __global__ void __launch_bounds__(kNaThreads)
   }
 
   if (bias_partial != nullptr) {
+    __syncthreads();  // a_s complete even when the channel loop did not run (head dim 0)
     // Entry (eh, ew) of the table collects A[q, th*kw + tw] of every query q
     // with bias start (ph, pw) and (th, tw) = (eh - ph, ew - pw) inside the
     // window; queries are visited in a fixed order, so the sum is reproducible.
