@@ -5,6 +5,10 @@ speed-up of each native backend over the reference:
 
     python benchmarks/summarize.py benchmarks/results/ops-cpu.json -o benchmarks/results/ops-cpu.md
 
+Several JSON files may be given (e.g. a full run and a rerun of `-k s3`): a
+later file's figure replaces an earlier one's for the same op, shape, mode,
+device and backend.
+
 `--stat` picks the statistic (default `min`: on a shared two-core machine the
 fastest round is the least disturbed one); `--target` marks rows whose
 forward_backward speed-up falls short of it.
@@ -22,9 +26,9 @@ NATIVE = ("cpu", "cuda", "natten")
 BACKEND_ORDER = ("reference", "cpu", "cuda", "natten")
 
 
-def load_rows(report: dict, stat: str) -> dict[tuple[str, str, str, str], dict[str, float]]:
-    """{(op, shape, mode, device): {backend: seconds}} from a pytest-benchmark report."""
-    rows: dict[tuple[str, str, str, str], dict[str, float]] = defaultdict(dict)
+def load_rows(report: dict, stat: str, rows: dict | None = None) -> dict[tuple[str, str, str, str], dict[str, float]]:
+    """{(op, shape, mode, device): {backend: seconds}} from a pytest-benchmark report (added to `rows`)."""
+    rows = defaultdict(dict, rows or {})
     for bench in report.get("benchmarks", []):
         info = bench.get("extra_info", {})
         try:
@@ -58,12 +62,15 @@ def _machine_lines(report: dict) -> list[str]:
     return lines
 
 
-def render(report: dict, stat: str = "min", target: float | None = None) -> str:
+def render(report: dict, stat: str = "min", target: float | None = None, reruns: tuple[dict, ...] = ()) -> str:
     rows = load_rows(report, stat)
+    for rerun in reruns:
+        rows = load_rows(rerun, stat, rows)
     backends = [b for b in BACKEND_ORDER if any(b in times for times in rows.values())]
     natives = [b for b in backends if b in NATIVE]
     header = ["op", "shape", "mode", "device"] + [f"{b} (ms)" for b in backends] + [f"{b} speed-up" for b in natives]
-    lines = ["# a2mamba-ops benchmark", "", *_machine_lines(report), ""]
+    reran = [f"- {len(r.get('benchmarks', []))} benchmarks rerun at {r.get('datetime', '?')}" for r in reruns]
+    lines = ["# a2mamba-ops benchmark", "", *_machine_lines(report), *reran, ""]
     lines.append(f"Times are the {stat} over rounds of one call; speed-up = reference time / backend time.")
     if target is not None:
         lines.append(f"Rows marked `<` miss the {target:g}x target for forward_backward.")
@@ -87,13 +94,13 @@ def render(report: dict, stat: str = "min", target: float | None = None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("json", type=Path, help="pytest-benchmark --benchmark-json output")
+    parser.add_argument("json", type=Path, nargs="+", help="pytest-benchmark --benchmark-json output(s)")
     parser.add_argument("-o", "--output", type=Path, help="markdown file to write (default: stdout)")
     parser.add_argument("--stat", default="min", choices=("min", "median", "mean"), help="statistic per benchmark")
     parser.add_argument("--target", type=float, default=5.0, help="forward_backward speed-up to flag (0: none)")
     args = parser.parse_args(argv)
-    report = json.loads(args.json.read_text())
-    text = render(report, args.stat, args.target or None)
+    first, *more = (json.loads(path.read_text()) for path in args.json)
+    text = render(first, args.stat, args.target or None, tuple(more))
     if args.output:
         args.output.write_text(text)
     else:

@@ -106,5 +106,9 @@ def test_console_script_exits_non_zero_in_a_real_process(tmp_path):
     result = run_cli("--recipe", "nope")
     assert result.returncode == 2 and "unknown recipe" in result.stderr
     result = run_cli("--model", "a2mamba_test", str(tmp_path), "--pretrained", module="a2mamba_train.validate")
-    assert result.returncode == 2 and "a2mamba_test is a test-only configuration" in result.stderr \
-        or "no pretrained" in result.stderr or "pretrained" in result.stderr
+    assert result.returncode == 2 and "DIR" in result.stderr and "is empty" in result.stderr
+
+
+def test_validate_refuses_pretrained_weights_that_do_not_exist(image_folder, capsys):
+    code = validate_main(["--model", "a2mamba_test", "--pretrained", str(image_folder)])
+    assert code == 2 and "no pretrained weights" in capsys.readouterr().err

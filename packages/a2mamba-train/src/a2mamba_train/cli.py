@@ -193,7 +193,7 @@ def _validate(args: argparse.Namespace) -> int:
     import timm
     import torch
 
-    from .data import build_loaders
+    from .data import build_loaders, check_class_folders
     from .distributed import init_distributed, shutdown
     from .engine import evaluate
     from .modelling import check_model_name, create_model
@@ -212,6 +212,7 @@ def _validate(args: argparse.Namespace) -> int:
         if not root.is_dir():
             raise DataError(f"DIR: {root} does not exist or is not a folder")
         split = args.split or ("val" if (root / "val").is_dir() else ".")
+        check_class_folders(root / split, "DIR")
     else:
         split = "test"
     pretrained_cfg = timm.models.get_pretrained_cfg(args.model)
@@ -228,7 +229,10 @@ def _validate(args: argparse.Namespace) -> int:
         loaders = build_loaders(resolved, data_config, info, train=False)
         num_classes = saved_classes or (
             pretrained_cfg.num_classes if args.pretrained and pretrained_cfg else loaders.num_classes)
-        model = create_model(resolved, num_classes, pretrained=args.pretrained)
+        try:
+            model = create_model(resolved, num_classes, pretrained=args.pretrained)
+        except (ValueError, RuntimeError, OSError) as err:  # e.g. no published weights, or no network
+            raise ConfigError(f"--model {args.model}: cannot create the model: {err}") from None
         if weights is not None:
             missing, unexpected = model.load_state_dict(weights, strict=False)
             if missing or unexpected:

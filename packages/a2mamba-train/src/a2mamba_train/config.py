@@ -70,7 +70,7 @@ class TrainConfig:
     pin_memory: bool | None = _setting(None, "opt_bool", "pin host memory (default: on with CUDA)")
     verify_images: str = _setting("auto", "str", "check every image decodes before training: auto, all, none")
     # --- augmentation --------------------------------------------------------------------------
-    no_aug: bool = _setting(False, "bool", "no training augmentation (resize and centre crop only)")
+    aug: bool = _setting(True, "bool", "training augmentation (--no-aug: resize and centre crop only, no mixing)")
     scale: list[float] = _setting([0.08, 1.0], "floats", "RandomResizedCrop area range")
     ratio: list[float] = _setting([3 / 4, 4 / 3], "floats", "RandomResizedCrop aspect range")
     hflip: float = _setting(0.5, "float", "horizontal flip probability")

@@ -134,7 +134,7 @@ def build_datasets(resolved: dict[str, Any], data_config: dict[str, Any], train:
     if resolved["dataset"] == "fashion-mnist":
         mean, std = data_config["mean"], data_config["std"]
         size = resolved["img_size"]
-        train_set = (fashion_mnist.FashionMNIST(data_dir, "train", size, mean, std, augment=not resolved["no_aug"])
+        train_set = (fashion_mnist.FashionMNIST(data_dir, "train", size, mean, std, augment=resolved["aug"])
                      if train else None)
         eval_set = fashion_mnist.FashionMNIST(data_dir, "test", size, mean, std, augment=False)
         return train_set, eval_set, list(fashion_mnist.CLASS_NAMES)
@@ -178,7 +178,7 @@ def build_loaders(resolved: dict[str, Any], data_config: dict[str, Any], info: D
         )
         if train_set is not None:
             train_set.transform = create_transform(
-                input_size, is_training=True, no_aug=resolved["no_aug"], scale=tuple(resolved["scale"]),
+                input_size, is_training=True, no_aug=not resolved["aug"], scale=tuple(resolved["scale"]),
                 ratio=tuple(resolved["ratio"]), hflip=resolved["hflip"], color_jitter=resolved["color_jitter"],
                 auto_augment=resolved["auto_augment"], interpolation=resolved["train_interpolation"],
                 mean=data_config["mean"], std=data_config["std"], re_prob=resolved["reprob"],
@@ -205,7 +205,7 @@ def build_loaders(resolved: dict[str, Any], data_config: dict[str, Any], info: D
         common = dict(mean=data_config["mean"], std=data_config["std"], channels=3, device=info.device)
         eval_loader = PrefetchLoader(eval_loader, **common)
         if train_loader is not None:
-            train_loader = PrefetchLoader(train_loader, re_prob=0.0 if resolved["no_aug"] else resolved["reprob"],
+            train_loader = PrefetchLoader(train_loader, re_prob=0.0 if not resolved["aug"] else resolved["reprob"],
                                           re_mode=resolved["remode"], re_count=resolved["recount"], **common)
     return Loaders(
         train=train_loader, eval=eval_loader, train_sampler=sampler, num_classes=len(classes),

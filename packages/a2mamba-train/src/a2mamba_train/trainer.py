@@ -140,7 +140,7 @@ class Trainer:
 
     def _make_mixup(self) -> Mixup | None:
         r = self.resolved
-        if r["no_aug"] or (r["mixup"] <= 0 and r["cutmix"] <= 0) or r["mixup_prob"] <= 0:
+        if not r["aug"] or (r["mixup"] <= 0 and r["cutmix"] <= 0) or r["mixup_prob"] <= 0:
             return None
         if r["batch_size"] % 2:
             raise ConfigError(f"--batch-size: Mixup/CutMix needs an even batch per process, got {r['batch_size']}")
