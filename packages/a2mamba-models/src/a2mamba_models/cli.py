@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -83,11 +84,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if H < 32 or W < 32:
         parser.error(f"--img-size must be at least 32 32 (one pixel at stride 32), got {H} {W}")
     result = info(args.name, (H, W))
-    if args.json:
-        json.dump(result, sys.stdout, indent=2)
-        print()
-    else:
-        _print_table(result)
+    try:
+        if args.json:
+            json.dump(result, sys.stdout, indent=2)
+            print()
+        else:
+            _print_table(result)
+        sys.stdout.flush()
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -107,3 +107,8 @@ def kernel_module(device: torch.device):
     if module is None:
         raise RuntimeError(f"a2mamba-ops was built without {name} kernels; run with use_backend('reference')")
     return name, module
+
+
+# Probe once at import: the first probe imports natten, which torch.compile
+# cannot trace, so it must not happen inside a compiled region.
+available_backends()

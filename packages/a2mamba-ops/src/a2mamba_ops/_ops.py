@@ -85,10 +85,16 @@ def selective_scan_state_backward_op(
     )
 
 
+def _dense_like(t: Tensor) -> Tensor:
+    # The kernels return fresh contiguous tensors whatever the inputs' strides;
+    # the fake kernels must say so, or compiled graphs assume the wrong layout.
+    return torch.empty_like(t, memory_format=torch.contiguous_format)
+
+
 @selective_scan_state_backward_op.register_fake
 def _(dh, u, delta, A, B, delta_bias, delta_softplus, h):
-    bias_grad = torch.empty_like(delta_bias) if delta_bias is not None else u.new_empty(0)
-    return torch.empty_like(u), torch.empty_like(delta), torch.empty_like(A), torch.empty_like(B), bias_grad
+    bias_grad = _dense_like(delta_bias) if delta_bias is not None else u.new_empty(0)
+    return _dense_like(u), _dense_like(delta), _dense_like(A), _dense_like(B), bias_grad
 
 
 def _scan_setup_context(ctx, inputs, output):
@@ -158,7 +164,7 @@ def na2d_qk_backward_op(
 
 @na2d_qk_backward_op.register_fake
 def _(dattn, q, k, rpb, kernel_h, kernel_w, dilation_h, dilation_w):
-    return torch.empty_like(q), torch.empty_like(k), (torch.empty_like(rpb) if rpb is not None else q.new_empty(0))
+    return _dense_like(q), _dense_like(k), (_dense_like(rpb) if rpb is not None else q.new_empty(0))
 
 
 def _qk_setup_context(ctx, inputs, output):
@@ -192,7 +198,7 @@ def na2d_av_op(attn: Tensor, v: Tensor, kernel_h: int, kernel_w: int, dilation_h
 
 @na2d_av_op.register_fake
 def _(attn, v, kernel_h, kernel_w, dilation_h, dilation_w):
-    return torch.empty_like(v, memory_format=torch.contiguous_format)
+    return _dense_like(v)
 
 
 @torch.library.custom_op("a2mamba::na2d_av_backward", mutates_args=())
@@ -215,9 +221,7 @@ def na2d_av_backward_op(
 
 @na2d_av_backward_op.register_fake
 def _(dout, attn, v, kernel_h, kernel_w, dilation_h, dilation_w):
-    return torch.empty_like(attn, memory_format=torch.contiguous_format), torch.empty_like(
-        v, memory_format=torch.contiguous_format
-    )
+    return _dense_like(attn), _dense_like(v)
 
 
 def _av_setup_context(ctx, inputs, output):
