@@ -15,10 +15,10 @@ import torch
 from a2mamba_train import fashion_mnist
 from a2mamba_train.cli import train_main
 
-# Measured: the quick recipe reaches about QUICK_MEASURED % on the 10,000 test images (2 CPU cores,
-# seed 42); the bar leaves room for thread-count and CPU differences, not for a broken model or trainer.
-QUICK_MEASURED = None
-QUICK_THRESHOLD = 75.0
+# Measured: the quick recipe reached 79.5 % on the 10,000 test images (seed 42, 1 CPU thread, Nov 2026);
+# the bar leaves room for thread-count and CPU differences, not for a broken model or trainer.
+QUICK_MEASURED = 79.5
+QUICK_THRESHOLD = 74.0
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
@@ -82,4 +82,5 @@ def test_quick_recipe_reaches_the_accuracy_bar(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     final = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()][-1]
     assert final["kind"] == "final"
-    assert final["top1"] >= QUICK_THRESHOLD, f"test accuracy {final['top1']:.2f}% < {QUICK_THRESHOLD}%"
+    assert final["top1"] >= QUICK_THRESHOLD, (
+        f"test accuracy {final['top1']:.2f}% < {QUICK_THRESHOLD}% (measured {QUICK_MEASURED}% when the bar was set)")

@@ -88,7 +88,7 @@ def locate(root: str | Path) -> dict[str, tuple[Path, Path]]:
 class FashionMNIST(Dataset):
     """One split as ``(3, size, size)`` float tensors normalised with ``mean``/``std``, and int labels.
 
-    With ``augment`` a sample is shifted by up to 1/8 of its size (zero padding) and flipped
+    With ``augment`` a sample is shifted by up to 1/16 of its size (zero padding) and flipped
     horizontally with probability 0.5, drawn from torch's RNG (the loader seeds it per epoch).
     """
 
@@ -111,7 +111,7 @@ class FashionMNIST(Dataset):
         self.augment = augment
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-        self.max_shift = max(1, img_size // 8)
+        self.max_shift = max(1, img_size // 16)
 
     def __len__(self) -> int:
         return self.targets.shape[0]
