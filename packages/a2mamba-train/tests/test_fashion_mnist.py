@@ -15,10 +15,10 @@ import torch
 from a2mamba_train import fashion_mnist
 from a2mamba_train.cli import train_main
 
-# Measured: the quick recipe reached 79.5 % on the 10,000 test images (seed 42, 1 CPU thread, Nov 2026);
+# Measured: the quick recipe reached 81.8 % on the 10,000 test images (seed 42, 1 CPU thread, Nov 2026);
 # the bar leaves room for thread-count and CPU differences, not for a broken model or trainer.
-QUICK_MEASURED = 79.5
-QUICK_THRESHOLD = 74.0
+QUICK_MEASURED = 81.8
+QUICK_THRESHOLD = 76.0
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:

@@ -106,6 +106,10 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         from .distributed import init_distributed, shutdown
         from .trainer import run_training
 
+        if config.threads:
+            import torch
+
+            torch.set_num_threads(config.threads)
         info = init_distributed(config.device)
         try:
             result = run_training(config, info)

@@ -51,6 +51,7 @@ class TrainConfig:
     seed: int = _setting(42, "int", "random seed")
     deterministic: bool = _setting(False, "bool", "use deterministic algorithms only (bit-exact reruns on the CPU)")
     device: str = _setting("auto", "str", "auto, cpu or cuda")
+    threads: int | None = _setting(None, "opt_int", "CPU threads per process for torch (default: torch's choice)")
     # --- model ---------------------------------------------------------------------------------
     model: str = _setting("a2mamba_t", "str", "timm model name")
     pretrained: bool = _setting(False, "bool", "start from the model's pretrained weights")
@@ -295,6 +296,7 @@ def validate(config: TrainConfig) -> None:
          "--distill-weight: self-distillation learns from the EMA model; also pass --model-ema")
     need(config.num_classes is None or config.num_classes >= 1, "--num-classes: expected at least 1")
     need(config.workers is None or config.workers >= 0, "--workers: expected >= 0")
+    need(config.threads is None or config.threads >= 1, "--threads: expected at least 1")
 
 
 def world_size_from_env() -> int:
