@@ -5,6 +5,9 @@
     nox -s tests_ops   the ops alone, in a venv holding only torch (+ build tools)
     nox -s build_cuda  compile-and-link check of the CUDA kernels (skips without nvcc)
     nox -s bench       pytest-benchmark of the kernels, JSON + table under benchmarks/results/
+    nox -s asv         asv quick suite on the current commit + HTML report (.asv/html)
+    nox -s asv_history -- A..B   asv over a commit range, per-commit environments
+    nox -s asv_compare [-- A B]  fail on a >10 % slowdown or an accuracy drop (default main~1 -> main)
     nox -s lint        ruff
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -29,6 +33,7 @@ BUILD_TOOLS = ["scikit-build-core>=0.10", "cmake>=3.24", "ninja"]
 TEST_TOOLS = ["pytest>=8", "numpy"]
 
 nox.options.sessions = ["lint", "tests"]
+FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -52,9 +57,30 @@ def tests(session: nox.Session) -> None:
     """Every package's tests, in one venv holding all three packages."""
     install_all(session)
     session.run("python", "-m", "a2mamba_ops")
-    paths = [str(p / "tests") for p in (OPS, MODELS, TRAIN) if (p / "tests").is_dir()]
-    session.run("python", "-m", "pytest", "--import-mode=importlib", "-p", "no:cacheprovider",
-                "-ra", *paths, *session.posargs)
+    # One pytest run per package: each package's tests/ has its own conftest helpers.
+    # pytest exits 5 when it collects nothing, which fails the session: no silent "0 tests".
+    for package in (OPS, MODELS, TRAIN):
+        session.run("python", "-m", "pytest", "-p", "no:cacheprovider", "-ra", "--rootdir", str(package),
+                    str(package / "tests"), *session.posargs)
+    session.run("python", "-m", "pytest", "-p", "no:cacheprovider", "-q", str(ROOT / "benchmarks" / "test_tools.py"))
+
+
+def ensure_fashion_mnist(session: nox.Session) -> None:
+    """The demo's data is a Debian package; install it when we can (root), else say how."""
+    if subprocess.run(["dpkg", "-s", FASHION_MNIST_PACKAGE], capture_output=True).returncode == 0:
+        return
+    if os.geteuid() != 0:
+        session.error(f"Fashion-MNIST is missing: run `sudo apt-get install {FASHION_MNIST_PACKAGE}` and retry")
+    session.run("apt-get", "update", "-qq", external=True)
+    session.run("apt-get", "install", "-y", "-qq", FASHION_MNIST_PACKAGE, external=True)
+
+
+@nox.session(python="3.11")
+def demo(session: nox.Session) -> None:
+    """The main job: train a2mamba_test on Fashion-MNIST (CPU, ~9 min on 2 cores), print test accuracy."""
+    ensure_fashion_mnist(session)
+    install_all(session)
+    session.run("a2mamba-train", "--recipe", "fashion-mnist", *session.posargs)
 
 
 @nox.session(python="3.11")
@@ -102,7 +128,95 @@ def bench(session: nox.Session) -> None:
     out = ROOT / "benchmarks" / "results" / f"ops-cpu-{machine}.json"
     session.run("python", "-m", "pytest", "-p", "no:cacheprovider", str(ROOT / "benchmarks" / "test_ops_bench.py"),
                 f"--benchmark-json={out}", *session.posargs)
-    session.run("python", str(ROOT / "benchmarks" / "summarize.py"), str(out))
+    session.run("python", str(ROOT / "benchmarks" / "summarize.py"), str(out), "-o", str(out.with_suffix(".md")))
+
+
+# Benchmarks that asv should time per commit (everything but the GPU machine's standalone script).
+ASV_BENCH = r"^(ops|models|accuracy)\."
+# The quick run leaves out the Fashion-MNIST training run (minutes on two cores; `-- --bench FashionMNIST` adds it).
+ASV_QUICK_BENCH = r"^(ops|models|accuracy)\.(?!FashionMNIST)"
+# Higher-is-better tracks: asv treats every number as lower-is-better, so the regression check leaves these out
+# (their lower-is-better twins, time_* and track_error_pct, carry the signal).
+ASV_COMPARE_BENCH = r"^(ops|models|accuracy)\.(?!.*(img_per_s|gbps|copy_fraction|top1_pct))"
+ASV_MACHINE = ["--machine", "cpu-2core"]  # one stable name, so results from CI-like machines line up
+
+
+def install_for_asv(session: nox.Session) -> None:
+    session.install(*TORCH)
+    install_ops(session)
+    session.install("--no-build-isolation", "--no-deps", str(MODELS), str(TRAIN))
+    session.install("timm", "tqdm", "matplotlib", "numpy", "pillow", "asv>=0.6.4")
+    session.run("asv", "machine", "--yes", *ASV_MACHINE)
+
+
+def head_commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+@nox.session(python="3.11")
+def asv(session: nox.Session) -> None:
+    """Quick asv suite on the current commit, in this venv (--python=same); then the HTML report in .asv/html."""
+    install_for_asv(session)
+    session.run(
+        "asv",
+        "run",
+        "--python=same",
+        "--launch-method",
+        "forkserver",
+        *ASV_MACHINE,
+        "--set-commit-hash",
+        head_commit(),
+        "--bench",
+        ASV_QUICK_BENCH,
+        "--show-stderr",
+        *session.posargs,
+    )
+    session.run("asv", "publish")
+    session.log("report: .asv/html/index.html (asv preview serves it); results: benchmarks/results/asv/")
+
+
+@nox.session(python="3.11")
+def asv_history(session: nox.Session) -> None:
+    """`nox -s asv_history -- HEAD~3..HEAD`: each commit built in asv's own virtualenv (torch from pip)."""
+    if not session.posargs:
+        session.error("give a commit range, e.g. `nox -s asv_history -- HEAD~3..HEAD`")
+    session.install("asv>=0.6.4", "virtualenv")
+    session.run("asv", "machine", "--yes", *ASV_MACHINE)
+    session.run(
+        "asv",
+        "run",
+        "--launch-method",
+        "forkserver",
+        *ASV_MACHINE,
+        "--bench",
+        ASV_BENCH,
+        "--skip-existing-successful",
+        *session.posargs,
+    )
+    session.run("asv", "publish")
+
+
+@nox.session(python="3.11")
+def asv_compare(session: nox.Session) -> None:
+    """`nox -s asv_compare [-- A B]`: fail on a >10 % slowdown or accuracy drop from A (main~1) to B (main)."""
+    base, head = (session.posargs + ["main~1", "main"][len(session.posargs) :])[:2]
+    session.install("asv>=0.6.4", "virtualenv")
+    session.run("asv", "machine", "--yes", *ASV_MACHINE)
+    session.run(
+        "asv",
+        "continuous",
+        "--launch-method",
+        "forkserver",
+        *ASV_MACHINE,
+        "--factor",
+        "1.1",
+        "--bench",
+        ASV_COMPARE_BENCH,
+        "--split",
+        base,
+        head,
+    )
 
 
 @nox.session(python="3.11")

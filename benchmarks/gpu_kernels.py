@@ -66,7 +66,7 @@ def nbytes(*tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
 
 
-def time_ms(fn, iters: int, warmup: int = 3) -> float:
+def _time_ms(fn, iters: int, warmup: int = 3) -> float:
     for _ in range(warmup):
         fn()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -82,7 +82,7 @@ def copy_bandwidth_gbps(iters: int) -> float:
     """Device-to-device copy of 1 GiB: bytes read + bytes written per second."""
     src = torch.empty(2**28, dtype=torch.float32, device="cuda").fill_(1.0)
     dst = torch.empty_like(src)
-    ms = time_ms(lambda: dst.copy_(src), iters)
+    ms = _time_ms(lambda: dst.copy_(src), iters)
     return 2 * nbytes(src) / (ms * 1e-3) / 1e9
 
 
@@ -155,9 +155,9 @@ def measure(backend: str, fwd, grad_spec, iters: int) -> tuple[float, float]:
     grad_out, leaves = grad_spec
     with a2mamba_ops.use_backend(backend):
         with torch.no_grad():
-            fwd_ms = time_ms(fwd, iters)
+            fwd_ms = _time_ms(fwd, iters)
         out = fwd()
-        bwd_ms = time_ms(functools.partial(torch.autograd.grad, out, leaves, grad_out, retain_graph=True), iters)
+        bwd_ms = _time_ms(functools.partial(torch.autograd.grad, out, leaves, grad_out, retain_graph=True), iters)
     return fwd_ms, bwd_ms
 
 

@@ -69,6 +69,12 @@ run_step pytest 150 "$PY" -m pytest packages/a2mamba-ops/tests/test_cuda.py pack
 
 run_step bench 150 "$PY" benchmarks/gpu_kernels.py --out "$OUT"
 
+# The asv suites on the GPU (no asv there): asv-format JSON to merge into benchmarks/results/
+# with `python benchmarks/run_without_asv.py merge asv-gpu.json` on a machine that has asv.
+run_step asv-suites 240 env PYTHONPATH="$PWD/packages/a2mamba-models/src:$PWD/packages/a2mamba-train/src" \
+  "$PY" benchmarks/run_without_asv.py run --out "$OUT/asv-gpu.json" --bench '^(ops|models)\.' --params cuda \
+  --commit "$(git rev-parse HEAD 2>/dev/null || echo 0000000000000000000000000000000000000000)"
+
 SANITIZER="$(command -v compute-sanitizer || true)"
 [[ -z "$SANITIZER" && -x /usr/local/cuda/bin/compute-sanitizer ]] && SANITIZER=/usr/local/cuda/bin/compute-sanitizer
 if [[ -n "$SANITIZER" ]]; then
