@@ -27,27 +27,27 @@ pybind11::dict build_info() {
   return info;
 }
 
+// One backend's kernels under the same names; a macro because the backends
+// are namespaces, not types.
+#define BIND_KERNELS(module, ns)                                          \
+  do {                                                                    \
+    auto sub = (module);                                                  \
+    sub.def("selective_scan_state_fwd", &ns::selective_scan_state_fwd); \
+    sub.def("selective_scan_state_bwd", &ns::selective_scan_state_bwd); \
+    sub.def("na2d_qk_fwd", &ns::na2d_qk_fwd);                           \
+    sub.def("na2d_qk_bwd", &ns::na2d_qk_bwd);                           \
+    sub.def("na2d_av_fwd", &ns::na2d_av_fwd);                           \
+    sub.def("na2d_av_bwd", &ns::na2d_av_bwd);                           \
+  } while (false)
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "a2mamba-ops native kernels (use a2mamba_ops, not this module)";
   m.def("build_info", &build_info);
 
-  auto cpu = m.def_submodule("cpu", "native CPU kernels");
-  cpu.def("selective_scan_state_fwd", &a2mamba::cpu::selective_scan_state_fwd);
-  cpu.def("selective_scan_state_bwd", &a2mamba::cpu::selective_scan_state_bwd);
-  cpu.def("na2d_qk_fwd", &a2mamba::cpu::na2d_qk_fwd);
-  cpu.def("na2d_qk_bwd", &a2mamba::cpu::na2d_qk_bwd);
-  cpu.def("na2d_av_fwd", &a2mamba::cpu::na2d_av_fwd);
-  cpu.def("na2d_av_bwd", &a2mamba::cpu::na2d_av_bwd);
-
+  BIND_KERNELS(m.def_submodule("cpu", "native CPU kernels"), a2mamba::cpu);
 #ifdef A2MAMBA_WITH_CUDA
-  auto cuda = m.def_submodule("cuda", "CUDA kernels");
-  cuda.def("selective_scan_state_fwd", &a2mamba::cuda::selective_scan_state_fwd);
-  cuda.def("selective_scan_state_bwd", &a2mamba::cuda::selective_scan_state_bwd);
-  cuda.def("na2d_qk_fwd", &a2mamba::cuda::na2d_qk_fwd);
-  cuda.def("na2d_qk_bwd", &a2mamba::cuda::na2d_qk_bwd);
-  cuda.def("na2d_av_fwd", &a2mamba::cuda::na2d_av_fwd);
-  cuda.def("na2d_av_bwd", &a2mamba::cuda::na2d_av_bwd);
+  BIND_KERNELS(m.def_submodule("cuda", "CUDA kernels"), a2mamba::cuda);
 #endif
 }

@@ -20,50 +20,14 @@
 namespace a2mamba {
 
 namespace cpu {
-at::Tensor selective_scan_state_fwd(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
-                                    const at::Tensor& B, const std::optional<at::Tensor>& delta_bias,
-                                    bool delta_softplus);
-// Returns du, ddelta, dA, dB, ddelta_bias (undefined when delta_bias is absent).
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> selective_scan_state_bwd(
-    const at::Tensor& dh, const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B,
-    const std::optional<at::Tensor>& delta_bias, bool delta_softplus, const at::Tensor& h);
-
-at::Tensor na2d_qk_fwd(const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& rpb,
-                       int64_t kernel_h, int64_t kernel_w, int64_t dilation_h, int64_t dilation_w);
-// Returns dq, dk, drpb (undefined when has_rpb is false).
-std::tuple<at::Tensor, at::Tensor, at::Tensor> na2d_qk_bwd(const at::Tensor& dattn, const at::Tensor& q,
-                                                           const at::Tensor& k, bool has_rpb, int64_t kernel_h,
-                                                           int64_t kernel_w, int64_t dilation_h,
-                                                           int64_t dilation_w);
-at::Tensor na2d_av_fwd(const at::Tensor& attn, const at::Tensor& v, int64_t kernel_h, int64_t kernel_w,
-                       int64_t dilation_h, int64_t dilation_w);
-// Returns dattn, dv.
-std::tuple<at::Tensor, at::Tensor> na2d_av_bwd(const at::Tensor& dout, const at::Tensor& attn, const at::Tensor& v,
-                                               int64_t kernel_h, int64_t kernel_w, int64_t dilation_h,
-                                               int64_t dilation_w);
+#include "ops_signatures.inc"
 }  // namespace cpu
 
 #ifdef A2MAMBA_WITH_CUDA
+// Same signatures and semantics, for CUDA tensors; they run on the current
+// stream of the tensors' device and never synchronise the host.
 namespace cuda {
-// Same signatures and semantics as a2mamba::cpu, for CUDA tensors; they run on
-// the current stream of the tensors' device and never synchronise the host.
-at::Tensor selective_scan_state_fwd(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
-                                    const at::Tensor& B, const std::optional<at::Tensor>& delta_bias,
-                                    bool delta_softplus);
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> selective_scan_state_bwd(
-    const at::Tensor& dh, const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B,
-    const std::optional<at::Tensor>& delta_bias, bool delta_softplus, const at::Tensor& h);
-at::Tensor na2d_qk_fwd(const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& rpb,
-                       int64_t kernel_h, int64_t kernel_w, int64_t dilation_h, int64_t dilation_w);
-std::tuple<at::Tensor, at::Tensor, at::Tensor> na2d_qk_bwd(const at::Tensor& dattn, const at::Tensor& q,
-                                                           const at::Tensor& k, bool has_rpb, int64_t kernel_h,
-                                                           int64_t kernel_w, int64_t dilation_h,
-                                                           int64_t dilation_w);
-at::Tensor na2d_av_fwd(const at::Tensor& attn, const at::Tensor& v, int64_t kernel_h, int64_t kernel_w,
-                       int64_t dilation_h, int64_t dilation_w);
-std::tuple<at::Tensor, at::Tensor> na2d_av_bwd(const at::Tensor& dout, const at::Tensor& attn, const at::Tensor& v,
-                                               int64_t kernel_h, int64_t kernel_w, int64_t dilation_h,
-                                               int64_t dilation_w);
+#include "ops_signatures.inc"
 }  // namespace cuda
 #endif
 
