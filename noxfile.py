@@ -49,7 +49,8 @@ def install_all(session: nox.Session) -> None:
     session.install(*TORCH)
     install_ops(session)
     # Models and train are pure Python; install them with their remaining dependencies.
-    session.install(str(MODELS), str(TRAIN), *TEST_TOOLS)
+    # pytest-benchmark: benchmarks/conftest.py declares its hooks, and test_tools.py is collected there.
+    session.install(str(MODELS), str(TRAIN), *TEST_TOOLS, "pytest-benchmark")
 
 
 @nox.session(python="3.11")
