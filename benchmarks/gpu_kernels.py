@@ -1,24 +1,29 @@
-"""GPU kernel benchmark: achieved bandwidth of the cuda backend at A2Mamba batch-128 shapes.
+"""GPU kernel report: achieved bandwidth of the cuda backend at A2Mamba shapes, batch 128.
 
-    python benchmarks/gpu_kernels.py --out DIR [--dtypes bf16,fp32] [--iters 10] [--quick]
+    python -m benchmarks.gpu_kernels --out DIR [--dtypes bf16,fp32] [--all-shapes]
 
-For every op (na2d_qk, na2d_av, selective_scan_state), shape and direction it
-times the cuda backend with CUDA events and computes the achieved bandwidth,
+Run from the repository root. For every op, shape and direction (forward, and
+backward alone) it times the cuda backend and computes the achieved bandwidth,
 bytes = every input read once + every output written once (a lower bound on
-the traffic, so the figure is conservative). The card's copy bandwidth (a
-large device-to-device copy, read + write) is measured in the same run and
-each kernel is reported as a percentage of it, next to its speedup over the
-plain-PyTorch reference backend on the same card. Writes gpu_kernels.json and
-gpu_kernels.md to --out. Needs only torch and a2mamba_ops (no nox, no asv).
-Exit status 1 when any case failed (the others are still measured).
+the traffic, so the figure is conservative). The card's copy bandwidth is
+measured in the same run and each kernel is reported as a percentage of it,
+next to its speed-up over the plain-PyTorch reference backend on the same card.
+Shapes, inputs, byte counts and timing are the ones the asv `ops` suite uses
+(`a2mamba_shapes`, `op_cases`, `gpu_bandwidth`), so both report the same thing.
+
+Writes gpu_kernels.json and gpu_kernels.md to --out after every case, so a run
+cut short by a timeout still leaves its figures. Needs only torch and
+a2mamba_ops (no nox, no asv). `--device cpu` runs the same report on the CPU
+backend: a smoke test of this tool for machines without a GPU, not a figure to
+quote. Exit status 1 when any case failed (the others are still measured).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import dataclasses
 import json
-import math
+import re
 import sys
 import traceback
 from dataclasses import asdict, dataclass
@@ -26,25 +31,13 @@ from pathlib import Path
 
 import torch
 
-BATCH = 128
+from .a2mamba_shapes import NA2D_SHAPES, QUICK_NA2D, SCAN_SHAPES
+from .gpu_bandwidth import copy_bandwidth_gbps, timed_seconds
+from .op_cases import BACKWARD, make_case
+
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-# Spec 5.2: branch 2 dilation = min(size // K, K).
-NA2D_SHAPES = [  # (stage, size, heads per branch, head dim, K, dilation)
-    ("s1", 56, 1, 24, 11, 1),
-    ("s1", 56, 1, 32, 11, 5),
-    ("s1", 56, 2, 24, 11, 1),
-    ("s2", 28, 2, 24, 9, 1),
-    ("s2", 28, 2, 32, 9, 3),
-    ("s3", 14, 4, 32, 7, 2),
-    ("s3", 14, 8, 32, 7, 1),
-]
-SCAN_SHAPES = [  # (stage, D, L), N = 1
-    ("s1", 32, 3136),
-    ("s1", 48, 3136),
-    ("s2", 96, 784),
-    ("s3", 256, 196),
-    ("s3", 448, 196),
-]
+# (report direction, op_cases mode)
+DIRECTIONS = (("fwd", "forward"), ("bwd", BACKWARD))
 
 
 @dataclass
@@ -62,166 +55,66 @@ class Result:
     error: str | None = None
 
 
-def nbytes(*tensors) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+def shapes(batch: int, all_shapes: bool, pattern: str | None) -> list[tuple[str, object]]:
+    """(op, shape) pairs: the tiny model's branches (or every listed width) and every scan."""
+    na2d = NA2D_SHAPES if all_shapes else [s for s in NA2D_SHAPES if s.name in QUICK_NA2D]
+    pairs = [(op, s) for s in na2d for op in ("na2d_qk", "na2d_av")] + [("scan", s) for s in SCAN_SHAPES]
+    pairs = [(op, dataclasses.replace(s, batch=batch)) for op, s in pairs]
+    if pattern:
+        pairs = [(op, s) for op, s in pairs if re.search(pattern, f"{op} {s.name}")]
+    return pairs
 
 
-def _time_ms(fn, iters: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(iters):
-        fn()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / iters
+def measure(op: str, shape, dtype_name: str, backend: str, device: str, repeats: int) -> list[Result]:
+    """One Result per direction; an exception in one direction becomes that Result's error."""
+    results = []
+    for direction, mode in DIRECTIONS:
+        result = Result(op, shape.name, dtype_name, direction, backend)
+        try:
+            case = make_case(op, shape, mode, backend, device, DTYPES[dtype_name])
+            seconds = timed_seconds(case.run, device=device, repeats=repeats)
+            result.ms = seconds * 1e3
+            result.bytes = case.bytes_moved
+            result.gbps = case.bytes_moved / seconds / 1e9
+        except Exception:  # out of memory, a kernel error: record it and go on with the next case
+            result.error = traceback.format_exc(limit=3)
+        finally:
+            case = None
+            if device == "cuda":
+                torch.cuda.empty_cache()
+        results.append(result)
+    return results
 
 
-def copy_bandwidth_gbps(iters: int) -> float:
-    """Device-to-device copy of 1 GiB: bytes read + bytes written per second."""
-    src = torch.empty(2**28, dtype=torch.float32, device="cuda").fill_(1.0)
-    dst = torch.empty_like(src)
-    ms = _time_ms(lambda: dst.copy_(src), iters)
-    return 2 * nbytes(src) / (ms * 1e-3) / 1e9
-
-
-def na2d_cases(dtype):
-    """(op, shape name, forward fn, backward fn, forward bytes, backward bytes) per shape."""
-    import a2mamba_ops
-
-    for stage, size, heads, dim, kernel, dil in NA2D_SHAPES:
-        name = f"{stage} b{BATCH} {size}x{size} h{heads} c{dim} K{kernel} d{dil}"
-        shape = (BATCH, heads, size, size, dim)
-        kk = kernel * kernel
-        q = (torch.randn(shape, device="cuda") * dim**-0.5).to(dtype).requires_grad_()
-        k = torch.randn(shape, device="cuda").to(dtype).requires_grad_()
-        rpb = (torch.randn(heads, 2 * kernel - 1, 2 * kernel - 1, device="cuda") * 0.02).to(dtype).requires_grad_()
-        attn = torch.randn(*shape[:4], kk, device="cuda").softmax(-1).to(dtype).requires_grad_()
-        v = torch.randn(shape, device="cuda").to(dtype).requires_grad_()
-        g_attn = torch.randn(*shape[:4], kk, device="cuda").to(dtype)
-        g_out = torch.randn(shape, device="cuda").to(dtype)
-
-        qk = functools.partial(a2mamba_ops.na2d_qk, q, k, kernel, dil, rpb=rpb)
-        av = functools.partial(a2mamba_ops.na2d_av, attn, v, kernel, dil)
-
-        yield (
-            "na2d_qk",
-            name,
-            qk,
-            (g_attn, (q, k, rpb)),
-            nbytes(q, k, rpb, g_attn),
-            nbytes(g_attn, q, k) + nbytes(q, k, rpb),
-        )
-        yield (
-            "na2d_av",
-            name,
-            av,
-            (g_out, (attn, v)),
-            nbytes(attn, v, g_out),
-            nbytes(g_out, attn, v) + nbytes(attn, v),
-        )
-
-
-def scan_cases(dtype):
-    import a2mamba_ops
-
-    for stage, D, L in SCAN_SHAPES:
-        name = f"{stage} b{BATCH} D{D} N1 L{L}"
-        u = torch.randn(BATCH, D, L, device="cuda").to(dtype).requires_grad_()
-        delta = (torch.randn(BATCH, D, L, device="cuda") * 0.5).to(dtype).requires_grad_()
-        A = -torch.ones(D, 1, device="cuda").requires_grad_()
-        B = torch.randn(BATCH, 1, L, device="cuda").to(dtype).requires_grad_()
-        bias = (torch.rand(D, device="cuda") * -4).requires_grad_()
-        g_h = torch.randn(BATCH, D, 1, L, device="cuda")
-
-        scan = functools.partial(a2mamba_ops.selective_scan_state, u, delta, A, B, bias)
-
-        h_bytes = nbytes(g_h)
-        yield (
-            "selective_scan_state",
-            name,
-            scan,
-            (g_h, (u, delta, A, B, bias)),
-            nbytes(u, delta, A, B, bias) + h_bytes,
-            # dh and h read, the inputs read, one gradient per input written
-            2 * h_bytes + 2 * nbytes(u, delta, A, B, bias),
-        )
-
-
-def measure(backend: str, fwd, grad_spec, iters: int) -> tuple[float, float]:
-    import a2mamba_ops
-
-    grad_out, leaves = grad_spec
-    with a2mamba_ops.use_backend(backend):
-        with torch.no_grad():
-            fwd_ms = _time_ms(fwd, iters)
-        out = fwd()
-        bwd_ms = _time_ms(functools.partial(torch.autograd.grad, out, leaves, grad_out, retain_graph=True), iters)
-    return fwd_ms, bwd_ms
-
-
-def run(dtypes: list[str], iters: int, with_reference: bool, save) -> tuple[list[Result], float]:
-    copy_gbps = copy_bandwidth_gbps(iters)
+def run(args, save) -> tuple[list[Result], float]:
+    device = args.device
+    kernel_backend = "cuda" if device == "cuda" else "cpu"
+    copy_gbps = copy_bandwidth_gbps(device)
     results: list[Result] = []
-    for dtype_name in dtypes:
-        dtype = DTYPES[dtype_name]
-        for cases in (na2d_cases, scan_cases):
-            gen = cases(dtype)
-            while True:
-                try:
-                    op, shape, fwd, grad_spec, fwd_bytes, bwd_bytes = next(gen)
-                except StopIteration:
-                    break
-                except Exception:  # building inputs failed (e.g. out of memory): record and go on
-                    results.append(Result("?", "?", dtype_name, "-", "cuda", error=traceback.format_exc(limit=2)))
-                    break
-                timings = {}
-                for backend in ("cuda", "reference") if with_reference else ("cuda",):
-                    try:
-                        timings[backend] = measure(backend, fwd, grad_spec, iters if backend == "cuda" else 3)
-                    except Exception:
-                        timings[backend] = None
-                        if backend == "cuda":
-                            results.append(
-                                Result(op, shape, dtype_name, "fwd+bwd", backend, error=traceback.format_exc(limit=3))
-                            )
-                    torch.cuda.empty_cache()
-                if timings.get("cuda") is None:
-                    continue
-                for i, (direction, moved) in enumerate((("fwd", fwd_bytes), ("bwd", bwd_bytes))):
-                    ms = timings["cuda"][i]
-                    gbps = moved / (ms * 1e-3) / 1e9
-                    ref = timings.get("reference")
-                    results.append(
-                        Result(
-                            op,
-                            shape,
-                            dtype_name,
-                            direction,
-                            "cuda",
-                            ms=ms,
-                            bytes=moved,
-                            gbps=gbps,
-                            pct_of_copy=100 * gbps / copy_gbps,
-                            speedup_vs_reference=(ref[i] / ms) if ref is not None else None,
-                        )
-                    )
-                save(results, copy_gbps)
-                print(
-                    f"{op:21s} {shape:40s} {dtype_name} fwd {timings['cuda'][0]:8.3f} ms  "
-                    f"bwd {timings['cuda'][1]:8.3f} ms",
-                    flush=True,
-                )
+    for dtype_name in args.dtypes:
+        for op, shape in shapes(args.batch, args.all_shapes, args.shapes):
+            timed = measure(op, shape, dtype_name, kernel_backend, device, args.repeats)
+            if args.reference:
+                reference = measure(op, shape, dtype_name, "reference", device, max(1, args.repeats // 5))
+                for mine, ref in zip(timed, reference, strict=True):
+                    if mine.ms and ref.ms:
+                        mine.speedup_vs_reference = ref.ms / mine.ms
+            for r in timed:
+                if r.gbps is not None:
+                    r.pct_of_copy = 100 * r.gbps / copy_gbps
+            results += timed
+            save(results, copy_gbps)
+            fwd, bwd = (f"{r.ms:8.3f} ms" if r.ms is not None else "  FAILED  " for r in timed)
+            print(f"{op:8s} {shape.name:28s} {dtype_name} fwd {fwd}  bwd {bwd}", flush=True)
     return results, copy_gbps
 
 
-def markdown(results: list[Result], copy_gbps: float, device: str) -> str:
+def markdown(results: list[Result], copy_gbps: float, device: str, batch: int) -> str:
     lines = [
-        f"# a2mamba-ops CUDA kernels on {device}",
+        f"# a2mamba-ops kernels on {device}, batch {batch}",
         "",
-        f"Copy bandwidth (1 GiB device-to-device, read + write): {copy_gbps:.0f} GB/s. "
-        "Bytes = inputs read once + outputs written once.",
+        f"Copy bandwidth (read + write): {copy_gbps:.0f} GB/s. "
+        "Bytes = inputs read once + outputs written once; bwd = the backward pass alone.",
         "",
         "| op | shape | dtype | dir | ms | GB/s | % of copy | x reference |",
         "|---|---|---|---|---:|---:|---:|---:|",
@@ -238,48 +131,57 @@ def markdown(results: list[Result], copy_gbps: float, device: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_kernels", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for gpu_kernels.json and gpu_kernels.md")
-    parser.add_argument("--dtypes", default="bf16", help="comma-separated subset of bf16,fp16,fp32")
-    parser.add_argument("--iters", type=int, default=10)
-    parser.add_argument("--no-reference", action="store_true", help="skip the reference backend (no speedups)")
+    parser.add_argument("--dtypes", default="bf16", help="comma-separated subset of bf16,fp16,fp32 (default bf16)")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=20, help="timed calls per case (the median is reported)")
+    parser.add_argument("--all-shapes", action="store_true", help="every listed width, not only the tiny model's")
+    parser.add_argument("--shapes", metavar="REGEX", help="only the cases whose 'op shape-name' matches")
+    parser.add_argument("--no-reference", dest="reference", action="store_false", help="skip the speed-ups")
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: smoke test of this tool")
     args = parser.parse_args(argv)
+    args.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    unknown = [d for d in args.dtypes if d not in DTYPES]
+    if unknown or not args.dtypes:
+        parser.error(f"--dtypes must be a non-empty subset of {sorted(DTYPES)}, got {unknown or args.dtypes}")
+    if args.batch < 1 or args.repeats < 1:
+        parser.error(f"--batch and --repeats must be positive, got {args.batch} and {args.repeats}")
+    return args
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     import a2mamba_ops
 
-    if not torch.cuda.is_available() or "cuda" not in a2mamba_ops.available_backends():
+    if args.device == "cuda" and (not torch.cuda.is_available() or "cuda" not in a2mamba_ops.available_backends()):
         print("gpu_kernels: needs a CUDA device and a2mamba-ops built with CUDA kernels", file=sys.stderr)
         return 1
-    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
-    unknown = [d for d in dtypes if d not in DTYPES]
-    if unknown:
-        parser.error(f"--dtypes must be a subset of {sorted(DTYPES)}, got {unknown}")
-    torch.manual_seed(0)
-    device = torch.cuda.get_device_name()
+    name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU (smoke test)"
     args.out.mkdir(parents=True, exist_ok=True)
 
     def save(results: list[Result], copy_gbps: float) -> str:
-        # Called after every case, so that a run cut short by a timeout still leaves its figures.
         payload = {
-            "device": device,
+            "device": name,
             "torch": torch.__version__,
-            "batch": BATCH,
+            "cuda": torch.version.cuda,
+            "a2mamba_ops": a2mamba_ops.__version__,
+            "batch": args.batch,
             "copy_gbps": copy_gbps,
             "results": [asdict(r) for r in results],
         }
         (args.out / "gpu_kernels.json").write_text(json.dumps(payload, indent=2))
-        table = markdown(results, copy_gbps, device)
+        table = markdown(results, copy_gbps, name, args.batch)
         (args.out / "gpu_kernels.md").write_text(table)
         return table
 
-    results, copy_gbps = run(dtypes, args.iters, not args.no_reference, save)
-    table = save(results, copy_gbps)
-    print(table)
+    results, copy_gbps = run(args, save)
+    print(save(results, copy_gbps))
     failed = [r for r in results if r.error]
     for r in failed:
-        print(f"FAILED {r.op} {r.shape} {r.dtype}:\n{r.error}", file=sys.stderr)
-    return 1 if failed or any(r.gbps is not None and not math.isfinite(r.gbps) for r in results) else 0
+        print(f"FAILED {r.op} {r.shape} {r.dtype} {r.direction}:\n{r.error}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

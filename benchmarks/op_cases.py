@@ -17,7 +17,10 @@ import torch
 from .a2mamba_shapes import NA2DShape, ScanShape
 
 OPS = ("na2d_qk", "na2d_av", "scan")
-MODES = ("forward", "forward_backward")
+MODES = ("forward", "forward_backward")  # what the asv suites track
+# The backward pass alone (its forward runs once when the case is built): the GPU
+# bandwidth report states forward and backward separately.
+BACKWARD = "backward"
 
 
 def require_target(target: str) -> tuple[str, str]:
@@ -85,14 +88,14 @@ def _inputs_scan(shape: ScanShape, device: str, dtype: torch.dtype, grad: bool):
 
 
 def make_case(op: str, shape, mode: str, backend: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> Case:
-    """One call of `op` at `shape`; `mode` is 'forward' or 'forward_backward'."""
+    """One call of `op` at `shape`; `mode` is 'forward', 'forward_backward' or 'backward'."""
     import a2mamba_ops
 
     if op not in OPS:
         raise ValueError(f"op must be one of {OPS}, got {op!r}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    grad = mode == "forward_backward"
+    if mode not in MODES + (BACKWARD,):
+        raise ValueError(f"mode must be one of {MODES + (BACKWARD,)}, got {mode!r}")
+    grad = mode != "forward"
     if op == "scan":
         args, kwargs, out_shape = _inputs_scan(shape, device, dtype, grad)
         fn = a2mamba_ops.selective_scan_state
@@ -114,17 +117,27 @@ def make_case(op: str, shape, mode: str, backend: str, device: str = "cpu", dtyp
             # autograd.grad rather than .backward(): no accumulation into .grad between calls.
             return torch.autograd.grad(out, leaves, grad_out)
 
-    return Case(forward if mode == "forward" else forward_backward, _bytes_moved(args, kwargs, grad_out, grad))
+    if mode == BACKWARD:
+        with a2mamba_ops.use_backend(backend):
+            saved_out = fn(*args, **kwargs)
+
+        def backward():
+            # The backend is picked again when autograd runs the backward kernels.
+            with a2mamba_ops.use_backend(backend):
+                return torch.autograd.grad(saved_out, leaves, grad_out, retain_graph=True)
+
+        return Case(backward, _bytes_moved(args, kwargs, grad_out, forward=False, backward=True))
+    run = forward if mode == "forward" else forward_backward
+    return Case(run, _bytes_moved(args, kwargs, grad_out, forward=True, backward=grad))
 
 
-def _bytes_moved(args, kwargs, out: torch.Tensor, backward: bool) -> int:
-    """Inputs read once and the output written once; backward also reads the
-    output gradient and the inputs again and writes one gradient per input."""
+def _bytes_moved(args, kwargs, out: torch.Tensor, forward: bool, backward: bool) -> int:
+    """Forward: inputs read once and the output written once. Backward: the output
+    gradient and the inputs read, one gradient per input written."""
     inputs = [t for t in list(args) + list(kwargs.values()) if isinstance(t, torch.Tensor)]
     in_bytes = sum(t.numel() * t.element_size() for t in inputs)
     out_bytes = out.numel() * out.element_size()
-    forward = in_bytes + out_bytes
-    return forward + (out_bytes + 2 * in_bytes if backward else 0)
+    return (in_bytes + out_bytes if forward else 0) + (out_bytes + 2 * in_bytes if backward else 0)
 
 
 def synchronize(device: str) -> None:

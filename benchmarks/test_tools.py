@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from . import a2mamba_shapes, asv_build, run_without_asv, summarize
+from . import a2mamba_shapes, asv_build, gpu_kernels, op_cases, run_without_asv, summarize
 
 # pytest is imported inside the tests: asv imports every module of this folder, without pytest.
 
@@ -110,3 +110,34 @@ def test_asv_build_finds_the_packages_a_commit_has(tmp_path):
     (tmp_path / "packages" / "a2mamba-models").mkdir()  # no pyproject: not a package at this commit
     found = [p.name for p in asv_build.present_packages(tmp_path)]
     assert found == ["a2mamba-ops", "a2mamba-train"]
+
+
+def test_backward_case_times_the_backward_alone():
+    import torch
+
+    shape = a2mamba_shapes.ScanShape("tiny", dim=3, length=5, batch=2)
+    both = op_cases.make_case("scan", shape, "forward_backward", "reference")
+    alone = op_cases.make_case("scan", shape, op_cases.BACKWARD, "reference")
+    forward = op_cases.make_case("scan", shape, "forward", "reference")
+    assert alone.bytes_moved + forward.bytes_moved == both.bytes_moved
+    # Same inputs (fixed generator), same gradients; calling it twice needs the retained graph.
+    for want, got in zip(both.run(), alone.run(), strict=True):
+        torch.testing.assert_close(got, want)
+    alone.run()
+
+
+def test_gpu_kernel_report_runs_on_cpu(tmp_path):
+    import json
+
+    import pytest
+
+    args = ["--device", "cpu", "--batch", "1", "--repeats", "1", "--dtypes", "fp32", "--out", str(tmp_path)]
+    assert gpu_kernels.main(args + ["--shapes", "s3-14px.*d2|s3-L196-D128"]) == 0
+    report = json.loads((tmp_path / "gpu_kernels.json").read_text())
+    cases = {(r["op"], r["direction"]) for r in report["results"]}
+    assert cases == {(op, d) for op in ("na2d_qk", "na2d_av", "scan") for d in ("fwd", "bwd")}
+    for r in report["results"]:
+        assert r["error"] is None and r["ms"] > 0 and r["gbps"] > 0 and r["speedup_vs_reference"] > 0
+    assert "| na2d_qk | t-s3-14px-h4x32-k7-d2 | fp32 | bwd |" in (tmp_path / "gpu_kernels.md").read_text()
+    with pytest.raises(SystemExit):
+        gpu_kernels.main(args[:-2] + ["--dtypes", "fp8", "--out", str(tmp_path)])

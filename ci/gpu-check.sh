@@ -10,7 +10,7 @@
 #   2. build + install a2mamba-ops with the CUDA kernels (sm_90)
 #   3. python -m a2mamba_ops (what was built)
 #   4. pytest packages/a2mamba-ops/tests  (junit XML in $OUT/pytest.xml)
-#   5. benchmarks/gpu_kernels.py: bandwidth, % of copy bandwidth, speedup vs reference
+#   5. python -m benchmarks.gpu_kernels: bandwidth, % of copy bandwidth, speedup vs reference
 #   6. compute-sanitizer memcheck on a small case of every op (if the tool exists;
 #      racecheck too with A2MAMBA_RACECHECK=1)
 # Every step has a timeout; together they stay under DEADLINE_S (default 450 s)
@@ -67,7 +67,7 @@ run_step info 60 "$PY" -m a2mamba_ops
 run_step pytest 150 "$PY" -m pytest packages/a2mamba-ops/tests/test_cuda.py packages/a2mamba-ops/tests \
   -ra -p no:cacheprovider --junitxml="$OUT/pytest.xml"
 
-run_step bench 150 "$PY" benchmarks/gpu_kernels.py --out "$OUT"
+run_step bench 150 "$PY" -m benchmarks.gpu_kernels --out "$OUT"
 
 # The asv suites on the GPU (no asv there): asv-format JSON to merge into benchmarks/results/
 # with `python benchmarks/run_without_asv.py merge asv-gpu.json` on a machine that has asv.
