@@ -10,6 +10,9 @@
 #   2. build + install a2mamba-ops with the CUDA kernels (sm_90)
 #   3. python -m a2mamba_ops (what was built)
 #   4. pytest packages/a2mamba-ops/tests  (junit XML in $OUT/pytest.xml)
+#   4b. pytest packages/a2mamba-models/tests/test_cuda.py: the models on the GPU (float64
+#      against the CPU, autocast, channels_last; the golden logits too when the spec data
+#      is there: copy ../shared/spec to .gpu-spec/ and carry it, ../shared does not travel)
 #   5. python -m benchmarks.gpu_kernels: bandwidth, % of copy bandwidth, speedup vs reference
 #   6. compute-sanitizer memcheck on a small case of every op (if the tool exists;
 #      racecheck too with A2MAMBA_RACECHECK=1)
@@ -67,11 +70,16 @@ run_step info 60 "$PY" -m a2mamba_ops
 run_step pytest 150 "$PY" -m pytest packages/a2mamba-ops/tests/test_cuda.py packages/a2mamba-ops/tests \
   -ra -p no:cacheprovider --junitxml="$OUT/pytest.xml"
 
+MODELS_PATH="$PWD/packages/a2mamba-models/src:$PWD/packages/a2mamba-train/src"
+[[ -d .gpu-spec/golden ]] && export A2MAMBA_SPEC_DIR="${A2MAMBA_SPEC_DIR:-$PWD/.gpu-spec}"
+run_step pytest-models 120 env PYTHONPATH="$MODELS_PATH" "$PY" -m pytest packages/a2mamba-models/tests/test_cuda.py \
+  -ra -p no:cacheprovider --junitxml="$OUT/pytest-models.xml"
+
 run_step bench 150 "$PY" -m benchmarks.gpu_kernels --out "$OUT"
 
 # The asv suites on the GPU (no asv there): asv-format JSON to merge into benchmarks/results/
 # with `python benchmarks/run_without_asv.py merge asv-gpu.json` on a machine that has asv.
-run_step asv-suites 240 env PYTHONPATH="$PWD/packages/a2mamba-models/src:$PWD/packages/a2mamba-train/src" \
+run_step asv-suites 240 env PYTHONPATH="$MODELS_PATH" \
   "$PY" benchmarks/run_without_asv.py run --out "$OUT/asv-gpu.json" --bench '^(ops|models)\.' --params cuda \
   --commit "$(git rev-parse HEAD 2>/dev/null || echo 0000000000000000000000000000000000000000)"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ import a2mamba_models  # noqa: F401  (registers the models with timm)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SHARED = REPO_ROOT.parent / "shared"
-SPEC = SHARED / "spec"
+# A2MAMBA_SPEC_DIR points elsewhere, e.g. at a copy carried to a GPU machine (../shared does not travel).
+SPEC = Path(os.environ.get("A2MAMBA_SPEC_DIR") or SHARED / "spec")
 
 
 @pytest.fixture(scope="session")
