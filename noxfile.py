@@ -1,14 +1,14 @@
 """Every workflow of the monorepo is a nox session.
 
-    nox -s demo        the main job: train a2mamba_test on Fashion-MNIST, report test accuracy
-    nox -s tests       all packages' tests in one venv (torch pinned)
-    nox -s tests_ops   the ops alone, in a venv holding only torch (+ build tools)
-    nox -s build_cuda  compile-and-link check of the CUDA kernels (skips without nvcc)
-    nox -s bench       pytest-benchmark of the kernels, JSON + table under benchmarks/results/
-    nox -s asv         asv quick suite on the current commit + HTML report (.asv/html)
-    nox -s asv_history -- A..B   asv over a commit range, per-commit environments
-    nox -s asv_compare [-- A B]  fail on a >10 % slowdown or an accuracy drop (default main~1 -> main)
-    nox -s lint        ruff
+nox -s demo        the main job: train a2mamba_test on Fashion-MNIST, report test accuracy
+nox -s tests       all packages' tests in one venv (torch pinned)
+nox -s tests_ops   the ops alone, in a venv holding only torch (+ build tools)
+nox -s build_cuda  compile-and-link check of the CUDA kernels (skips without nvcc)
+nox -s bench       pytest-benchmark of the kernels, JSON + table under benchmarks/results/
+nox -s asv         asv quick suite on the current commit + HTML report (.asv/html)
+nox -s asv_history -- A..B   asv over a commit range, per-commit environments
+nox -s asv_compare [-- A B]  fail on a >10 % slowdown or an accuracy drop (default main~1 -> main)
+nox -s lint        ruff
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ TRAIN = ROOT / "packages" / "a2mamba-train"
 TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
 BUILD_TOOLS = ["scikit-build-core>=0.10", "cmake>=3.24", "ninja"]
 TEST_TOOLS = ["pytest>=8", "numpy"]
+RUFF = "ruff==0.17.6"  # pinned: a new ruff release must not turn CI red on its own
 
 nox.options.sessions = ["lint", "tests"]
 FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
@@ -61,8 +62,18 @@ def tests(session: nox.Session) -> None:
     # One pytest run per package: each package's tests/ has its own conftest helpers.
     # pytest exits 5 when it collects nothing, which fails the session: no silent "0 tests".
     for package in (OPS, MODELS, TRAIN):
-        session.run("python", "-m", "pytest", "-p", "no:cacheprovider", "-ra", "--rootdir", str(package),
-                    str(package / "tests"), *session.posargs)
+        session.run(
+            "python",
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-ra",
+            "--rootdir",
+            str(package),
+            str(package / "tests"),
+            *session.posargs,
+        )
     session.run("python", "-m", "pytest", "-p", "no:cacheprovider", "-q", str(ROOT / "benchmarks" / "test_tools.py"))
 
 
@@ -104,7 +115,13 @@ def build_cuda(session: nox.Session) -> None:
     session.install(*BUILD_TOOLS)
     with tempfile.TemporaryDirectory() as out:
         session.run(
-            "pip", "wheel", "--no-build-isolation", "--no-deps", "-w", out, str(OPS),
+            "pip",
+            "wheel",
+            "--no-build-isolation",
+            "--no-deps",
+            "-w",
+            out,
+            str(OPS),
             env={
                 "A2MAMBA_CUDA": "ON",
                 "A2MAMBA_WERROR": "ON",
@@ -127,8 +144,16 @@ def bench(session: nox.Session) -> None:
     session.install("pytest>=8", "pytest-benchmark", "py-cpuinfo")
     machine = platform.node() or "local"
     out = ROOT / "benchmarks" / "results" / f"ops-cpu-{machine}.json"
-    session.run("python", "-m", "pytest", "-p", "no:cacheprovider", str(ROOT / "benchmarks" / "test_ops_bench.py"),
-                f"--benchmark-json={out}", *session.posargs)
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        str(ROOT / "benchmarks" / "test_ops_bench.py"),
+        f"--benchmark-json={out}",
+        *session.posargs,
+    )
     session.run("python", str(ROOT / "benchmarks" / "summarize.py"), str(out), "-o", str(out.with_suffix(".md")))
 
 
@@ -222,5 +247,6 @@ def asv_compare(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    session.install(RUFF)
     session.run("ruff", "check", ".", *session.posargs)
+    session.run("ruff", "format", "--check", ".")

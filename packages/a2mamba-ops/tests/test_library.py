@@ -39,8 +39,9 @@ def test_scan_gradcheck(backend, grouped):
     bias = f64(D, scale=0.5)
     with use_backend(backend):
         assert torch.autograd.gradcheck(selective_scan_state, (u, delta, A, B, bias))
-        assert torch.autograd.gradcheck(lambda u, d, A, B: selective_scan_state(u, d.abs(), A, B, None, False),
-                                        (u, delta, A, B))
+        assert torch.autograd.gradcheck(
+            lambda u, d, A, B: selective_scan_state(u, d.abs(), A, B, None, False), (u, delta, A, B)
+        )
 
 
 @needs_kernels

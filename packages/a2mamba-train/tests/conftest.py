@@ -21,13 +21,29 @@ def single_thread_env() -> dict[str, str]:
 
 # Small settings shared by the tests that really train: a2mamba_test on 32x32 images.
 SMALL_RUN = [
-    "--model", "a2mamba_test", "--img-size", "32", "--batch-size", "8", "--epochs", "2",
-    "--warmup-epochs", "1", "--cooldown-epochs", "0", "--lr", "1e-3", "--no-progress", "--device", "cpu",
+    "--model",
+    "a2mamba_test",
+    "--img-size",
+    "32",
+    "--batch-size",
+    "8",
+    "--epochs",
+    "2",
+    "--warmup-epochs",
+    "1",
+    "--cooldown-epochs",
+    "0",
+    "--lr",
+    "1e-3",
+    "--no-progress",
+    "--device",
+    "cpu",
 ]
 
 
-def make_image_folder(root: Path, classes=("circle", "square"), train_per_class=16, val_per_class=8,
-                      size=32, seed=0) -> Path:
+def make_image_folder(
+    root: Path, classes=("circle", "square"), train_per_class=16, val_per_class=8, size=32, seed=0
+) -> Path:
     """An ImageNet-style folder (train/<class>/*.png, val/<class>/*.png) of learnable toy images:
     each class is a different brightness pattern with noise."""
     rng = np.random.default_rng(seed)
@@ -38,7 +54,7 @@ def make_image_folder(root: Path, classes=("circle", "square"), train_per_class=
             for i in range(count):
                 base = np.zeros((size, size, 3), dtype=np.float32)
                 if index % 2 == 0:
-                    base[size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 200
+                    base[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 200
                 else:
                     base[:, : size // 2] = 200
                 pixels = np.clip(base + rng.normal(0, 25, base.shape), 0, 255).astype(np.uint8)
@@ -51,10 +67,12 @@ def image_folder(tmp_path: Path) -> Path:
     return make_image_folder(tmp_path / "data")
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 300, module: str = "a2mamba_train",
-            cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict | None = None, timeout: float = 300, module: str = "a2mamba_train", cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """Run ``python -m <module> args`` in a fresh process (as a user would), capturing its output."""
     full_env = single_thread_env()
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout,
-                          env=full_env, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd
+    )

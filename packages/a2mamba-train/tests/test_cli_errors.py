@@ -46,8 +46,17 @@ def test_corrupt_image_found_while_loading_stops_the_run(image_folder, tmp_path,
     # with the up-front check off, the loader reports the file instead of skipping it silently
     bad = image_folder / "train" / "square" / "003.png"
     bad.write_bytes(b"garbage")
-    code, err = train(capsys, "--data-dir", str(image_folder), "--output", str(tmp_path / "run"),
-                      "--verify-images", "none", "--workers", "1")
+    code, err = train(
+        capsys,
+        "--data-dir",
+        str(image_folder),
+        "--output",
+        str(tmp_path / "run"),
+        "--verify-images",
+        "none",
+        "--workers",
+        "1",
+    )
     assert code == 2 and "corrupt or unreadable image" in err and "003.png" in err
 
 
@@ -58,8 +67,9 @@ def test_unknown_recipe_lists_the_known_ones(capsys):
 
 
 def test_unknown_model_suggests_close_names(image_folder, tmp_path, capsys):
-    code, err = train(capsys, "--data-dir", str(image_folder), "--output", str(tmp_path / "run"),
-                      "--model", "a2mamba_tt")
+    code, err = train(
+        capsys, "--data-dir", str(image_folder), "--output", str(tmp_path / "run"), "--model", "a2mamba_tt"
+    )
     assert code == 2 and "unknown model 'a2mamba_tt'" in err and "a2mamba_t" in err
 
 
@@ -85,8 +95,17 @@ def test_existing_run_is_not_overwritten(image_folder, tmp_path, capsys):
 
 
 def test_missing_fashion_mnist_says_how_to_install_it(tmp_path, capsys):
-    code = train_main(["--recipe", "fashion-mnist-quick", "--data-dir", str(tmp_path / "none"),
-                       "--output", str(tmp_path / "run"), "--no-progress"])
+    code = train_main(
+        [
+            "--recipe",
+            "fashion-mnist-quick",
+            "--data-dir",
+            str(tmp_path / "none"),
+            "--output",
+            str(tmp_path / "run"),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Fashion-MNIST not found" in err and "apt-get install dataset-fashion-mnist" in err
 

@@ -13,9 +13,31 @@ from conftest import make_image_folder, single_thread_env
 # test_vit has no BatchNorm: with per-rank batch statistics (no SyncBatchNorm on CPUs) a BN model
 # would differ between 1 and 2 processes by design, so the comparison uses a LayerNorm model.
 DDP_RUN = [
-    "--model", "test_vit", "--img-size", "32", "--epochs", "2", "--warmup-epochs", "1", "--cooldown-epochs", "0",
-    "--lr", "1e-3", "--no-aug", "--drop-path", "0", "--amp", "off", "--deterministic", "--workers", "0",
-    "--no-progress", "--device", "cpu", "--smoothing", "0.1",
+    "--model",
+    "test_vit",
+    "--img-size",
+    "32",
+    "--epochs",
+    "2",
+    "--warmup-epochs",
+    "1",
+    "--cooldown-epochs",
+    "0",
+    "--lr",
+    "1e-3",
+    "--no-aug",
+    "--drop-path",
+    "0",
+    "--amp",
+    "off",
+    "--deterministic",
+    "--workers",
+    "0",
+    "--no-progress",
+    "--device",
+    "cpu",
+    "--smoothing",
+    "0.1",
 ]
 
 
@@ -23,14 +45,48 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     data = make_image_folder(tmp_path / "data", train_per_class=16, val_per_class=6)
     env = single_thread_env()
     single, double = tmp_path / "single", tmp_path / "ddp"
-    one = subprocess.run([sys.executable, "-m", "a2mamba_train", *DDP_RUN, "--batch-size", "8",
-                          "--data-dir", str(data), "--output", str(single)],
-                         capture_output=True, text=True, timeout=600, env=env)
+    one = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "a2mamba_train",
+            *DDP_RUN,
+            "--batch-size",
+            "8",
+            "--data-dir",
+            str(data),
+            "--output",
+            str(single),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          "-m", "a2mamba_train", *DDP_RUN, "--batch-size", "4",
-                          "--data-dir", str(data), "--output", str(double)],
-                         capture_output=True, text=True, timeout=600, env=env)
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "a2mamba_train",
+            *DDP_RUN,
+            "--batch-size",
+            "4",
+            "--data-dir",
+            str(data),
+            "--output",
+            str(double),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
 
     config = json.loads((double / "config.json").read_text())

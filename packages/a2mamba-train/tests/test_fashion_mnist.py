@@ -77,10 +77,12 @@ def test_quick_recipe_reaches_the_accuracy_bar(tmp_path, capsys):
     if not (SYSTEM_COPY / "t10k-images-idx3-ubyte.gz").exists() and not os.environ.get("CI"):
         pytest.skip(f"Fashion-MNIST is not installed in {SYSTEM_COPY} (apt-get install dataset-fashion-mnist)")
     run = tmp_path / "run"
-    code = train_main(["--recipe", "fashion-mnist-quick", "--output", str(run), "--no-progress",
-                       "--data-dir", str(SYSTEM_COPY)])
+    code = train_main(
+        ["--recipe", "fashion-mnist-quick", "--output", str(run), "--no-progress", "--data-dir", str(SYSTEM_COPY)]
+    )
     assert code == 0, capsys.readouterr().err
     final = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()][-1]
     assert final["kind"] == "final"
     assert final["top1"] >= QUICK_THRESHOLD, (
-        f"test accuracy {final['top1']:.2f}% < {QUICK_THRESHOLD}% (measured {QUICK_MEASURED}% when the bar was set)")
+        f"test accuracy {final['top1']:.2f}% < {QUICK_THRESHOLD}% (measured {QUICK_MEASURED}% when the bar was set)"
+    )

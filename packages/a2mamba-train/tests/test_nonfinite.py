@@ -17,7 +17,7 @@ from a2mamba_train.cli import train_main
 class ProbeNet(nn.Module):
     """A small conv net with two ways to produce a non-finite loss on purpose."""
 
-    poison_calls: set[int] = set()   # training forward calls (counted from 0) that return NaN
+    poison_calls: set[int] = set()  # training forward calls (counted from 0) that return NaN
     calls = 0
 
     def __init__(self, num_classes: int = 2, overflow_in_half: bool = False, **_):

@@ -14,28 +14,101 @@ from a2mamba_train.modelling import create_optimizer
 
 # training-recipes.md, "Shared by all five"
 SHARED = dict(
-    opt="adamw", weight_decay=0.05, sched="cosine", epochs=300, cooldown_epochs=10, warmup_lr=1e-6, min_lr=1e-5,
-    clip_grad=5.0, clip_mode="norm", amp="float16", img_size=224, scale=[0.08, 1.0], train_interpolation="random",
-    hflip=0.5, auto_augment="rand-m9-mstd0.5-inc1", reprob=0.25, remode="pixel", recount=1, cutmix=1.0,
-    mixup_prob=1.0, mixup_switch_prob=0.5, mixup_mode="batch", smoothing=0.1, seed=42, keep_best=5,
-    batch_size=256, sched_on_updates=False, distill_start_epoch=75,
+    opt="adamw",
+    weight_decay=0.05,
+    sched="cosine",
+    epochs=300,
+    cooldown_epochs=10,
+    warmup_lr=1e-6,
+    min_lr=1e-5,
+    clip_grad=5.0,
+    clip_mode="norm",
+    amp="float16",
+    img_size=224,
+    scale=[0.08, 1.0],
+    train_interpolation="random",
+    hflip=0.5,
+    auto_augment="rand-m9-mstd0.5-inc1",
+    reprob=0.25,
+    remode="pixel",
+    recount=1,
+    cutmix=1.0,
+    mixup_prob=1.0,
+    mixup_switch_prob=0.5,
+    mixup_mode="batch",
+    smoothing=0.1,
+    seed=42,
+    keep_best=5,
+    batch_size=256,
+    sched_on_updates=False,
+    distill_start_epoch=75,
 )
 # training-recipes.md, "Per model"
 PER_MODEL = {
-    "nano": dict(model="a2mamba_n", base_lr=4e-3, auto_lr=False, drop_path=0.0, warmup_epochs=5, model_ema=False,
-                 distill_weight=0.0, grad_checkpointing=[0, 0, 0, 0], mixup=0.1, color_jitter=0.0),
-    "tiny": dict(model="a2mamba_t", base_lr=1e-3, auto_lr=True, drop_path=0.1, warmup_epochs=5, model_ema=True,
-                 model_ema_decay=0.99984, distill_weight=1.0, grad_checkpointing=[0, 0, 0, 0], mixup=0.8,
-                 color_jitter=0.4),
-    "small": dict(model="a2mamba_s", base_lr=1e-3, auto_lr=True, drop_path=0.2, warmup_epochs=5, model_ema=True,
-                  model_ema_decay=0.9999, distill_weight=1.0, grad_checkpointing=[0, 0, 0, 0], mixup=0.8,
-                  color_jitter=0.4),
-    "base": dict(model="a2mamba_b", base_lr=1e-3, auto_lr=True, drop_path=0.4, warmup_epochs=20, model_ema=True,
-                 model_ema_decay=0.9999, distill_weight=1.5, grad_checkpointing=[4, 0, 0, 0], mixup=0.8,
-                 color_jitter=0.4),
-    "large": dict(model="a2mamba_l", base_lr=1e-3, auto_lr=True, drop_path=0.5, warmup_epochs=20, model_ema=True,
-                  model_ema_decay=0.9999, distill_weight=2.0, grad_checkpointing=[4, 4, 0, 0], mixup=0.8,
-                  color_jitter=0.4),
+    "nano": dict(
+        model="a2mamba_n",
+        base_lr=4e-3,
+        auto_lr=False,
+        drop_path=0.0,
+        warmup_epochs=5,
+        model_ema=False,
+        distill_weight=0.0,
+        grad_checkpointing=[0, 0, 0, 0],
+        mixup=0.1,
+        color_jitter=0.0,
+    ),
+    "tiny": dict(
+        model="a2mamba_t",
+        base_lr=1e-3,
+        auto_lr=True,
+        drop_path=0.1,
+        warmup_epochs=5,
+        model_ema=True,
+        model_ema_decay=0.99984,
+        distill_weight=1.0,
+        grad_checkpointing=[0, 0, 0, 0],
+        mixup=0.8,
+        color_jitter=0.4,
+    ),
+    "small": dict(
+        model="a2mamba_s",
+        base_lr=1e-3,
+        auto_lr=True,
+        drop_path=0.2,
+        warmup_epochs=5,
+        model_ema=True,
+        model_ema_decay=0.9999,
+        distill_weight=1.0,
+        grad_checkpointing=[0, 0, 0, 0],
+        mixup=0.8,
+        color_jitter=0.4,
+    ),
+    "base": dict(
+        model="a2mamba_b",
+        base_lr=1e-3,
+        auto_lr=True,
+        drop_path=0.4,
+        warmup_epochs=20,
+        model_ema=True,
+        model_ema_decay=0.9999,
+        distill_weight=1.5,
+        grad_checkpointing=[4, 0, 0, 0],
+        mixup=0.8,
+        color_jitter=0.4,
+    ),
+    "large": dict(
+        model="a2mamba_l",
+        base_lr=1e-3,
+        auto_lr=True,
+        drop_path=0.5,
+        warmup_epochs=20,
+        model_ema=True,
+        model_ema_decay=0.9999,
+        distill_weight=2.0,
+        grad_checkpointing=[4, 4, 0, 0],
+        mixup=0.8,
+        color_jitter=0.4,
+    ),
 }
 
 
@@ -69,9 +142,24 @@ def test_auto_lr_follows_world_size_and_batch():
 
 
 def test_print_config_prints_resolved_json_for_the_actual_world_size():
-    result = run_cli("--recipe", "small", "--batch-size", "128", "--drop-path", "0.3", "--no-model-ema",
-                     "--distill-weight", "0", "--grad-checkpointing", "1", "2", "0", "0", "--print-config",
-                     env={"WORLD_SIZE": "4"})
+    result = run_cli(
+        "--recipe",
+        "small",
+        "--batch-size",
+        "128",
+        "--drop-path",
+        "0.3",
+        "--no-model-ema",
+        "--distill-weight",
+        "0",
+        "--grad-checkpointing",
+        "1",
+        "2",
+        "0",
+        "0",
+        "--print-config",
+        env={"WORLD_SIZE": "4"},
+    )
     assert result.returncode == 0, result.stderr
     resolved = json.loads(result.stdout)
     assert resolved["world_size"] == 4 and resolved["global_batch_size"] == 512
@@ -88,11 +176,14 @@ def test_custom_recipe_file(tmp_path):
     assert resolved["model"] == "a2mamba_test" and resolved["lr"] == pytest.approx(0.01)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("learning_rate = 1.0\n", "unknown setting 'learning_rate'"),
-    ("epochs = 'many'\n", "epochs: expected an integer"),
-    ("epochs = [\n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("learning_rate = 1.0\n", "unknown setting 'learning_rate'"),
+        ("epochs = 'many'\n", "epochs: expected an integer"),
+        ("epochs = [\n", "not valid TOML"),
+    ],
+)
 def test_bad_recipe_file_is_refused_with_the_reason(tmp_path, text, message):
     path = tmp_path / "bad.toml"
     path.write_text(text)
@@ -113,7 +204,7 @@ def test_weight_decay_grouping_follows_the_published_runs():
     decayed = {names[id(p)] for g in optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     exempt = {names[id(p)] for g in optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]}
     assert type(optimizer).__name__ == "AdamW"
-    assert any(n.endswith("A_logs") for n in decayed)          # (C, 1): decays
+    assert any(n.endswith("A_logs") for n in decayed)  # (C, 1): decays
     assert any(".rpb." in n or n.endswith("rpb.0") for n in decayed)  # bias tables decay
     assert any(n.endswith(".Ds") for n in exempt) and any(n.endswith(".bias") for n in exempt)
     assert all(p.ndim <= 1 for g in optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"])

@@ -24,9 +24,24 @@ def read_rows(run: Path, kind: str) -> list[dict]:
 
 def test_run_folder_holds_config_metrics_checkpoints_and_curves(image_folder, tmp_path, capsys):
     run = tmp_path / "run"
-    code = train_main([*SMALL_RUN, "--data-dir", str(image_folder), "--output", str(run), "--keep-best", "1",
-                       "--model-ema", "--model-ema-decay", "0.9", "--distill-weight", "0.5",
-                       "--distill-start-epoch", "1"])
+    code = train_main(
+        [
+            *SMALL_RUN,
+            "--data-dir",
+            str(image_folder),
+            "--output",
+            str(run),
+            "--keep-best",
+            "1",
+            "--model-ema",
+            "--model-ema-decay",
+            "0.9",
+            "--distill-weight",
+            "0.5",
+            "--distill-start-epoch",
+            "1",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "final validation accuracy" in out
@@ -45,8 +60,22 @@ def test_run_folder_holds_config_metrics_checkpoints_and_curves(image_folder, tm
 
     # a2mamba-validate on the same checkpoint reproduces the trainer's last evaluation
     results = tmp_path / "results.json"
-    assert validate_main(["--model", "a2mamba_test", "--checkpoint", str(run / "last.pth"), "--img-size", "32",
-                          "--results-file", str(results), str(image_folder)]) == 0
+    assert (
+        validate_main(
+            [
+                "--model",
+                "a2mamba_test",
+                "--checkpoint",
+                str(run / "last.pth"),
+                "--img-size",
+                "32",
+                "--results-file",
+                str(results),
+                str(image_folder),
+            ]
+        )
+        == 0
+    )
     assert "top-1" in capsys.readouterr().out
     stats = json.loads(results.read_text())
     assert stats["count"] == 16 and stats["crop_pct"] == 1.0 and stats["interpolation"] == "bicubic"
@@ -55,16 +84,43 @@ def test_run_folder_holds_config_metrics_checkpoints_and_curves(image_folder, tm
 
 
 RESUME_RUN = [
-    "--model", "a2mamba_test", "--img-size", "32", "--batch-size", "8", "--epochs", "3", "--warmup-epochs", "1",
-    "--cooldown-epochs", "1", "--lr", "2e-3", "--model-ema", "--model-ema-decay", "0.9", "--workers", "1",
-    "--deterministic", "--no-progress", "--device", "cpu", "--amp", "off",
+    "--model",
+    "a2mamba_test",
+    "--img-size",
+    "32",
+    "--batch-size",
+    "8",
+    "--epochs",
+    "3",
+    "--warmup-epochs",
+    "1",
+    "--cooldown-epochs",
+    "1",
+    "--lr",
+    "2e-3",
+    "--model-ema",
+    "--model-ema-decay",
+    "0.9",
+    "--workers",
+    "1",
+    "--deterministic",
+    "--no-progress",
+    "--device",
+    "cpu",
+    "--amp",
+    "off",
     # the published augmentation stack, Mixup/CutMix included, so every RNG stream is exercised
 ]
 
 
 def _launch(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "a2mamba_train", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=single_thread_env())
+    return subprocess.Popen(
+        [sys.executable, "-m", "a2mamba_train", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=single_thread_env(),
+    )
 
 
 def _tensors_equal(a, b, where: str = "") -> None:
@@ -97,8 +153,13 @@ def test_killed_run_resumes_to_bit_identical_weights(tmp_path):
     assert torch.load(killed_run / "last.pth", weights_only=True)["epoch"] < 4, "the kill came too late"
 
     # resuming needs only the run folder: the settings come from the checkpoint
-    resumed = subprocess.run([sys.executable, "-m", "a2mamba_train", "--resume", "auto", "--output", str(killed_run)],
-                             capture_output=True, text=True, timeout=600, env=single_thread_env())
+    resumed = subprocess.run(
+        [sys.executable, "-m", "a2mamba_train", "--resume", "auto", "--output", str(killed_run)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=single_thread_env(),
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from" in resumed.stdout
 

@@ -106,9 +106,7 @@ def _scan_setup_context(ctx, inputs, output):
 
 def _scan_backward(ctx, dh):
     u, delta, A, B, delta_bias, h = ctx.saved_tensors
-    du, ddelta, dA, dB, dbias = selective_scan_state_backward_op(
-        dh, u, delta, A, B, delta_bias, ctx.delta_softplus, h
-    )
+    du, ddelta, dA, dB, dbias = selective_scan_state_backward_op(dh, u, delta, A, B, delta_bias, ctx.delta_softplus, h)
     return du, ddelta, dA, dB, (dbias if ctx.has_bias else None), None
 
 

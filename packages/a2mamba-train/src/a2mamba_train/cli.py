@@ -38,18 +38,29 @@ def _add_setting_options(parser: argparse.ArgumentParser) -> None:
             continue
         kind = field.metadata["kind"]
         base = kind[4:] if kind.startswith("opt_") else kind
-        group = groups.setdefault("settings", parser.add_argument_group(
-            "settings (each overrides the recipe; see --print-config for the resolved values)"))
+        group = groups.setdefault(
+            "settings",
+            parser.add_argument_group(
+                "settings (each overrides the recipe; see --print-config for the resolved values)"
+            ),
+        )
         flag = "--" + name.replace("_", "-")
         if base == "bool":
-            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                               help=field.metadata["help"])
+            group.add_argument(
+                flag,
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=field.metadata["help"],
+            )
         elif base in ("ints", "floats"):
-            group.add_argument(flag, dest=name, nargs="+", default=argparse.SUPPRESS, metavar="N",
-                               help=field.metadata["help"])
+            group.add_argument(
+                flag, dest=name, nargs="+", default=argparse.SUPPRESS, metavar="N", help=field.metadata["help"]
+            )
         else:
-            group.add_argument(flag, dest=name, default=argparse.SUPPRESS, metavar=base.upper(),
-                               help=field.metadata["help"])
+            group.add_argument(
+                flag, dest=name, default=argparse.SUPPRESS, metavar=base.upper(), help=field.metadata["help"]
+            )
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -59,8 +70,9 @@ def train_parser() -> argparse.ArgumentParser:
         epilog=QUICK_START,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--recipe", default=argparse.SUPPRESS,
-                        help=f"recipe name ({', '.join(recipe_names())}) or a .toml file")
+    parser.add_argument(
+        "--recipe", default=argparse.SUPPRESS, help=f"recipe name ({', '.join(recipe_names())}) or a .toml file"
+    )
     parser.add_argument("--print-config", action="store_true", help="print the resolved configuration as JSON and exit")
     parser.add_argument("--list-recipes", action="store_true", help="list the shipped recipes and exit")
     parser.add_argument("--version", action="version", version=f"a2mamba-train {__version__}")
@@ -80,7 +92,7 @@ def _worker_message(err: BaseException) -> str:
     prefix = f"{type(err).__module__}.{type(err).__name__}: "
     for candidate in (prefix, f"{type(err).__name__}: "):
         if last.startswith(candidate):
-            return last[len(candidate):]
+            return last[len(candidate) :]
     return last
 
 
@@ -126,8 +138,10 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         return 130
     if info.is_main and result:
         what = "Fashion-MNIST test" if config.dataset == "fashion-mnist" else "validation"
-        print(f"final {what} accuracy: top-1 {result['top1']:.2f}%, top-5 {result['top5']:.2f}% "
-              f"(loss {result['eval_loss']:.4f}); run folder, checkpoints and curves.png written")
+        print(
+            f"final {what} accuracy: top-1 {result['top1']:.2f}%, top-5 {result['top5']:.2f}% "
+            f"(loss {result['eval_loss']:.4f}); run folder, checkpoints and curves.png written"
+        )
     return 0
 
 
@@ -135,14 +149,19 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 # a2mamba-validate
 # --------------------------------------------------------------------------------------------------
 
+
 def validate_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="a2mamba-validate",
         description="Top-1/top-5 and loss of a model on an ImageNet-style folder (or the Fashion-MNIST test set), "
-                    "with the model's own crop and interpolation.",
+        "with the model's own crop and interpolation.",
     )
-    parser.add_argument("data_dir", nargs="?", metavar="DIR",
-                        help="folder of class sub-folders, or a dataset root holding val/ (imagefolder)")
+    parser.add_argument(
+        "data_dir",
+        nargs="?",
+        metavar="DIR",
+        help="folder of class sub-folders, or a dataset root holding val/ (imagefolder)",
+    )
     parser.add_argument("--model", required=True, help="timm model name, e.g. a2mamba_t")
     weights = parser.add_mutually_exclusive_group(required=True)
     weights.add_argument("--checkpoint", help="a checkpoint of a2mamba-train or a published .pth")
@@ -221,10 +240,22 @@ def _validate(args: argparse.Namespace) -> int:
         split = "test"
     pretrained_cfg = timm.models.get_pretrained_cfg(args.model)
     default_size = pretrained_cfg.input_size[-1] if pretrained_cfg is not None else 224
-    overrides = dict(model=args.model, dataset=args.dataset, data_dir=args.data_dir, val_split=split,
-                     img_size=args.img_size or default_size, batch_size=args.batch_size, workers=args.workers,
-                     crop_pct=args.crop_pct, eval_interpolation=args.interpolation, device=args.device,
-                     amp=args.amp, verify_images="none", mixup=0.0, cutmix=0.0)
+    overrides = dict(
+        model=args.model,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        val_split=split,
+        img_size=args.img_size or default_size,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        crop_pct=args.crop_pct,
+        eval_interpolation=args.interpolation,
+        device=args.device,
+        amp=args.amp,
+        verify_images="none",
+        mixup=0.0,
+        cutmix=0.0,
+    )
     config = build_config({k: v for k, v in overrides.items() if v is not None})
     resolved = resolve(config, world_size=1)
     info = init_distributed(config.device)
@@ -232,7 +263,8 @@ def _validate(args: argparse.Namespace) -> int:
         data_config = model_data_config(resolved)
         loaders = build_loaders(resolved, data_config, info, train=False)
         num_classes = saved_classes or (
-            pretrained_cfg.num_classes if args.pretrained and pretrained_cfg else loaders.num_classes)
+            pretrained_cfg.num_classes if args.pretrained and pretrained_cfg else loaders.num_classes
+        )
         try:
             model = create_model(resolved, num_classes, pretrained=args.pretrained)
         except (ValueError, RuntimeError, OSError) as err:  # e.g. no published weights, or no network
@@ -240,24 +272,38 @@ def _validate(args: argparse.Namespace) -> int:
         if weights is not None:
             missing, unexpected = model.load_state_dict(weights, strict=False)
             if missing or unexpected:
-                raise ConfigError(f"--checkpoint: the weights do not fit {args.model} "
-                                  f"(missing {len(missing)} keys, e.g. {missing[:3]}; "
-                                  f"unexpected {len(unexpected)}, e.g. {unexpected[:3]})")
-        head_classes = model.get_classifier().out_channels if hasattr(model.get_classifier(), "out_channels") else \
-            getattr(model, "num_classes", num_classes)
+                raise ConfigError(
+                    f"--checkpoint: the weights do not fit {args.model} "
+                    f"(missing {len(missing)} keys, e.g. {missing[:3]}; "
+                    f"unexpected {len(unexpected)}, e.g. {unexpected[:3]})"
+                )
+        head_classes = (
+            model.get_classifier().out_channels
+            if hasattr(model.get_classifier(), "out_channels")
+            else getattr(model, "num_classes", num_classes)
+        )
         if head_classes != loaders.num_classes and args.dataset == "imagefolder":
-            raise ConfigError(f"DIR: {loaders.num_classes} class folders, but the model predicts {head_classes} "
-                              "classes")
+            raise ConfigError(
+                f"DIR: {loaders.num_classes} class folders, but the model predicts {head_classes} classes"
+            )
         model.to(info.device)
         with torch.no_grad():
             stats = evaluate(model, loaders.eval, info, amp=args.amp)
     finally:
         shutdown()
-    stats.update(model=args.model, img_size=resolved["img_size"], crop_pct=data_config["crop_pct"],
-                 interpolation=data_config["interpolation"], checkpoint=args.checkpoint, use_ema=args.use_ema)
-    print(f"{args.model}: top-1 {stats['top1']:.3f}%  top-5 {stats['top5']:.3f}%  loss {stats['loss']:.4f}  "
-          f"({stats['count']} images, {stats['img_size']} px, crop_pct {stats['crop_pct']}, "
-          f"{stats['interpolation']})")
+    stats.update(
+        model=args.model,
+        img_size=resolved["img_size"],
+        crop_pct=data_config["crop_pct"],
+        interpolation=data_config["interpolation"],
+        checkpoint=args.checkpoint,
+        use_ema=args.use_ema,
+    )
+    print(
+        f"{args.model}: top-1 {stats['top1']:.3f}%  top-5 {stats['top5']:.3f}%  loss {stats['loss']:.4f}  "
+        f"({stats['count']} images, {stats['img_size']} px, crop_pct {stats['crop_pct']}, "
+        f"{stats['interpolation']})"
+    )
     if args.results_file:
         Path(args.results_file).write_text(json.dumps(stats, indent=2) + "\n")
     return 0

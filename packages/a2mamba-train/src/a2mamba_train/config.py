@@ -195,6 +195,7 @@ def coerce(name: str, value: Any) -> Any:
 # recipes
 # --------------------------------------------------------------------------------------------------
 
+
 def recipe_names() -> list[str]:
     folder = resources.files("a2mamba_train") / "recipes"
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
@@ -249,6 +250,7 @@ def _flatten(table: dict[str, Any]) -> dict[str, Any]:
 # building and resolving
 # --------------------------------------------------------------------------------------------------
 
+
 def build_config(
     overrides: dict[str, Any] | None = None,
     saved: dict[str, Any] | None = None,
@@ -276,24 +278,32 @@ def validate(config: TrainConfig) -> None:
     need(config.dataset in DATASETS, f"--dataset: expected one of {', '.join(DATASETS)}, got {config.dataset!r}")
     need(config.amp in AMP_MODES, f"--amp: expected one of {', '.join(AMP_MODES)}, got {config.amp!r}")
     need(config.device in DEVICES, f"--device: expected one of {', '.join(DEVICES)}, got {config.device!r}")
-    need(config.verify_images in VERIFY_MODES,
-         f"--verify-images: expected one of {', '.join(VERIFY_MODES)}, got {config.verify_images!r}")
+    need(
+        config.verify_images in VERIFY_MODES,
+        f"--verify-images: expected one of {', '.join(VERIFY_MODES)}, got {config.verify_images!r}",
+    )
     need(config.batch_size >= 1, f"--batch-size: expected at least 1, got {config.batch_size}")
     need(config.epochs >= 1, f"--epochs: expected at least 1, got {config.epochs}")
     need(config.img_size >= 8, f"--img-size: expected at least 8, got {config.img_size}")
     need(config.cooldown_epochs >= 0 and config.warmup_epochs >= 0, "--cooldown-epochs/--warmup-epochs: expected >= 0")
-    need(len(config.grad_checkpointing) == 4 and all(k >= 0 for k in config.grad_checkpointing),
-         f"--grad-checkpointing: expected four counts >= 0, got {config.grad_checkpointing}")
+    need(
+        len(config.grad_checkpointing) == 4 and all(k >= 0 for k in config.grad_checkpointing),
+        f"--grad-checkpointing: expected four counts >= 0, got {config.grad_checkpointing}",
+    )
     need(len(config.scale) == 2 and len(config.ratio) == 2, "--scale/--ratio: expected two numbers each")
     need(config.opt_betas is None or len(config.opt_betas) == 2, "--opt-betas: expected two numbers")
     need(0.0 <= config.drop_path < 1.0, f"--drop-path: expected a rate in [0, 1), got {config.drop_path}")
     need(config.keep_best >= 0, "--keep-best: expected >= 0")
     need(config.nonfinite_patience >= 1, "--nonfinite-patience: expected at least 1")
-    need(config.max_steps_per_epoch is None or config.max_steps_per_epoch >= 1,
-         "--max-steps-per-epoch: expected at least 1")
+    need(
+        config.max_steps_per_epoch is None or config.max_steps_per_epoch >= 1,
+        "--max-steps-per-epoch: expected at least 1",
+    )
     need(config.distill_weight >= 0, "--distill-weight: expected >= 0")
-    need(config.distill_weight == 0 or config.model_ema,
-         "--distill-weight: self-distillation learns from the EMA model; also pass --model-ema")
+    need(
+        config.distill_weight == 0 or config.model_ema,
+        "--distill-weight: self-distillation learns from the EMA model; also pass --model-ema",
+    )
     need(config.num_classes is None or config.num_classes >= 1, "--num-classes: expected at least 1")
     need(config.workers is None or config.workers >= 0, "--workers: expected >= 0")
     need(config.threads is None or config.threads >= 1, "--threads: expected at least 1")

@@ -38,6 +38,7 @@ class CorruptImageError(DataError):
 # checking folders
 # --------------------------------------------------------------------------------------------------
 
+
 def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
@@ -53,8 +54,9 @@ def check_class_folders(split_dir: Path, what: str) -> list[str]:
         raise DataError(f"{what}: {split_dir} is empty: expected one sub-folder of images per class")
     empty = [c for c in classes if not _images_in(split_dir / c)]
     if len(empty) == len(classes):
-        raise DataError(f"{what}: no images in the class folders of {split_dir} "
-                        f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise DataError(
+            f"{what}: no images in the class folders of {split_dir} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
     if empty:
         raise DataError(f"{what}: class folder(s) without images in {split_dir}: {', '.join(empty[:10])}")
     return classes
@@ -94,6 +96,7 @@ class StrictImageDataset(ImageDataset):
 # samplers
 # --------------------------------------------------------------------------------------------------
 
+
 class ShardSampler(Sampler[int]):
     """Every rank evaluates indices ``rank, rank + world, ...``: no sample twice, none left out."""
 
@@ -111,6 +114,7 @@ class ShardSampler(Sampler[int]):
 # building
 # --------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Loaders:
     train: Any
@@ -127,15 +131,17 @@ def resolve_split(root: Path, split: str) -> Path:
     return root / split
 
 
-def build_datasets(resolved: dict[str, Any], data_config: dict[str, Any], train: bool = True
-                   ) -> tuple[Dataset | None, Dataset, list[str]]:
+def build_datasets(
+    resolved: dict[str, Any], data_config: dict[str, Any], train: bool = True
+) -> tuple[Dataset | None, Dataset, list[str]]:
     """(train dataset or None, evaluation dataset, class names) with their transforms set."""
     data_dir = resolved["data_dir"]
     if resolved["dataset"] == "fashion-mnist":
         mean, std = data_config["mean"], data_config["std"]
         size = resolved["img_size"]
-        train_set = (fashion_mnist.FashionMNIST(data_dir, "train", size, mean, std, augment=resolved["aug"])
-                     if train else None)
+        train_set = (
+            fashion_mnist.FashionMNIST(data_dir, "train", size, mean, std, augment=resolved["aug"]) if train else None
+        )
         eval_set = fashion_mnist.FashionMNIST(data_dir, "test", size, mean, std, augment=False)
         return train_set, eval_set, list(fashion_mnist.CLASS_NAMES)
 
@@ -153,8 +159,10 @@ def build_datasets(resolved: dict[str, Any], data_config: dict[str, Any], train:
         classes = check_class_folders(train_dir, "--data-dir (training split)")
         if eval_classes != classes:
             extra = sorted(set(eval_classes) - set(classes))
-            raise DataError(f"--data-dir: the class folders of {eval_dir} and {train_dir} differ"
-                            + (f" (only in validation: {', '.join(extra[:10])})" if extra else ""))
+            raise DataError(
+                f"--data-dir: the class folders of {eval_dir} and {train_dir} differ"
+                + (f" (only in validation: {', '.join(extra[:10])})" if extra else "")
+            )
         verify_images(_images_in(train_dir), resolved["verify_images"])
         train_set = StrictImageDataset(str(train_dir))
     verify_images(_images_in(eval_dir), resolved["verify_images"])
@@ -162,8 +170,7 @@ def build_datasets(resolved: dict[str, Any], data_config: dict[str, Any], train:
     return train_set, eval_set, classes
 
 
-def build_loaders(resolved: dict[str, Any], data_config: dict[str, Any], info: DistInfo, train: bool = True
-                  ) -> Loaders:
+def build_loaders(resolved: dict[str, Any], data_config: dict[str, Any], info: DistInfo, train: bool = True) -> Loaders:
     train_set, eval_set, classes = build_datasets(resolved, data_config, train=train)
     use_prefetcher = info.device.type == "cuda" and resolved["dataset"] == "imagefolder"
     workers = resolved["workers"]
@@ -172,42 +179,76 @@ def build_loaders(resolved: dict[str, Any], data_config: dict[str, Any], info: D
 
     if resolved["dataset"] == "imagefolder":
         eval_set.transform = create_transform(
-            input_size, is_training=False, interpolation=data_config["interpolation"],
-            mean=data_config["mean"], std=data_config["std"], crop_pct=data_config["crop_pct"],
+            input_size,
+            is_training=False,
+            interpolation=data_config["interpolation"],
+            mean=data_config["mean"],
+            std=data_config["std"],
+            crop_pct=data_config["crop_pct"],
             use_prefetcher=use_prefetcher,
         )
         if train_set is not None:
             train_set.transform = create_transform(
-                input_size, is_training=True, no_aug=not resolved["aug"], scale=tuple(resolved["scale"]),
-                ratio=tuple(resolved["ratio"]), hflip=resolved["hflip"], color_jitter=resolved["color_jitter"],
-                auto_augment=resolved["auto_augment"], interpolation=resolved["train_interpolation"],
-                mean=data_config["mean"], std=data_config["std"], re_prob=resolved["reprob"],
-                re_mode=resolved["remode"], re_count=resolved["recount"], use_prefetcher=use_prefetcher,
+                input_size,
+                is_training=True,
+                no_aug=not resolved["aug"],
+                scale=tuple(resolved["scale"]),
+                ratio=tuple(resolved["ratio"]),
+                hflip=resolved["hflip"],
+                color_jitter=resolved["color_jitter"],
+                auto_augment=resolved["auto_augment"],
+                interpolation=resolved["train_interpolation"],
+                mean=data_config["mean"],
+                std=data_config["std"],
+                re_prob=resolved["reprob"],
+                re_mode=resolved["remode"],
+                re_count=resolved["recount"],
+                use_prefetcher=use_prefetcher,
             )
 
     collate = fast_collate if use_prefetcher else None
-    loader_kwargs = dict(num_workers=workers, pin_memory=pin_memory, collate_fn=collate,
-                         persistent_workers=False)  # fresh workers each epoch: seeds follow the epoch
-    eval_loader: Any = DataLoader(eval_set, batch_size=resolved["batch_size"], shuffle=False,
-                                  sampler=ShardSampler(len(eval_set), info.rank, info.world_size),
-                                  drop_last=False, **loader_kwargs)
+    loader_kwargs = dict(
+        num_workers=workers, pin_memory=pin_memory, collate_fn=collate, persistent_workers=False
+    )  # fresh workers each epoch: seeds follow the epoch
+    eval_loader: Any = DataLoader(
+        eval_set,
+        batch_size=resolved["batch_size"],
+        shuffle=False,
+        sampler=ShardSampler(len(eval_set), info.rank, info.world_size),
+        drop_last=False,
+        **loader_kwargs,
+    )
     train_loader: Any = None
     sampler = None
     if train_set is not None:
         if len(train_set) < resolved["global_batch_size"]:
-            raise DataError(f"--batch-size: the training set has {len(train_set)} images, fewer than one global "
-                            f"batch of {resolved['global_batch_size']}")
-        sampler = DistributedSampler(train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True,
-                                     seed=resolved["seed"], drop_last=True)
-        train_loader = DataLoader(train_set, batch_size=resolved["batch_size"], sampler=sampler,
-                                  drop_last=True, **loader_kwargs)
+            raise DataError(
+                f"--batch-size: the training set has {len(train_set)} images, fewer than one global "
+                f"batch of {resolved['global_batch_size']}"
+            )
+        sampler = DistributedSampler(
+            train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=resolved["seed"], drop_last=True
+        )
+        train_loader = DataLoader(
+            train_set, batch_size=resolved["batch_size"], sampler=sampler, drop_last=True, **loader_kwargs
+        )
     if use_prefetcher:
         common = dict(mean=data_config["mean"], std=data_config["std"], channels=3, device=info.device)
         eval_loader = PrefetchLoader(eval_loader, **common)
         if train_loader is not None:
-            train_loader = PrefetchLoader(train_loader, re_prob=0.0 if not resolved["aug"] else resolved["reprob"],
-                                          re_mode=resolved["remode"], re_count=resolved["recount"], **common)
+            train_loader = PrefetchLoader(
+                train_loader,
+                re_prob=0.0 if not resolved["aug"] else resolved["reprob"],
+                re_mode=resolved["remode"],
+                re_count=resolved["recount"],
+                **common,
+            )
     return Loaders(
-        train=train_loader, eval=eval_loader, train_sampler=sampler, num_classes=len(classes),
-        class_names=classes, train_size=len(train_set) if train_set is not None else 0, eval_size=len(eval_set),
+        train=train_loader,
+        eval=eval_loader,
+        train_sampler=sampler,
+        num_classes=len(classes),
+        class_names=classes,
+        train_size=len(train_set) if train_set is not None else 0,
+        eval_size=len(eval_set),
     )

@@ -26,8 +26,7 @@ def autocast(device: torch.device, amp: str):
 def progress(iterable: Iterable, enabled: bool, **kwargs) -> tqdm:
     """A tqdm bar; when stderr is not a terminal (CI logs) it refreshes every few seconds only."""
     interactive = sys.stderr.isatty()
-    return tqdm(iterable, disable=not enabled, dynamic_ncols=True, mininterval=0.2 if interactive else 10.0,
-                **kwargs)
+    return tqdm(iterable, disable=not enabled, dynamic_ncols=True, mininterval=0.2 if interactive else 10.0, **kwargs)
 
 
 def distill_loss(output: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
@@ -44,8 +43,15 @@ def topk_correct(output: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...]
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loader, info: DistInfo, amp: str = "off", show_progress: bool = True,
-             desc: str = "eval", channels_last: bool = False) -> dict[str, float]:
+def evaluate(
+    model: torch.nn.Module,
+    loader,
+    info: DistInfo,
+    amp: str = "off",
+    show_progress: bool = True,
+    desc: str = "eval",
+    channels_last: bool = False,
+) -> dict[str, float]:
     """Top-1/top-5 (%) and mean cross-entropy over the whole evaluation set, summed across ranks."""
     model.eval()
     loss_sum = correct1 = correct5 = count = 0.0
@@ -66,8 +72,12 @@ def evaluate(model: torch.nn.Module, loader, info: DistInfo, amp: str = "off", s
     loss_sum, correct1, correct5, count = all_reduce_sum([loss_sum, correct1, correct5, count], info)
     if count == 0:
         return {"loss": float("nan"), "top1": 0.0, "top5": 0.0, "count": 0}
-    return {"loss": loss_sum / count, "top1": 100 * correct1 / count, "top5": 100 * correct5 / count,
-            "count": int(count)}
+    return {
+        "loss": loss_sum / count,
+        "top1": 100 * correct1 / count,
+        "top5": 100 * correct5 / count,
+        "count": int(count),
+    }
 
 
 def to_device(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:

@@ -17,8 +17,16 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 CLASS_NAMES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -30,8 +38,14 @@ INSTALL_HINT = (
     "(train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], "
     "t10k-labels-idx1-ubyte[.gz])"
 )
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_DTYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 class FashionMNISTMissing(FileNotFoundError):
@@ -47,10 +61,10 @@ def read_idx(path: str | Path) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise ValueError(f"{path}: not an idx file (bad magic number)")
     ndim = data[3]
-    dims = struct.unpack(f">{ndim}i", data[4:4 + 4 * ndim])
+    dims = struct.unpack(f">{ndim}i", data[4 : 4 + 4 * ndim])
     dtype = np.dtype(_IDX_DTYPES[data[2]])
     expected = int(np.prod(dims)) * dtype.itemsize
-    payload = data[4 + 4 * ndim:]
+    payload = data[4 + 4 * ndim :]
     if len(payload) != expected:
         raise ValueError(f"{path}: truncated idx file ({len(payload)} bytes of data, expected {expected})")
     return np.frombuffer(payload, dtype=dtype).reshape(dims)
@@ -120,7 +134,7 @@ class FashionMNIST(Dataset):
         pad = self.max_shift
         dy, dx = torch.randint(0, 2 * pad + 1, (2,)).tolist()
         padded = F.pad(image, (pad, pad, pad, pad))
-        image = padded[:, dy:dy + self.img_size, dx:dx + self.img_size]
+        image = padded[:, dy : dy + self.img_size, dx : dx + self.img_size]
         if torch.rand(()) < 0.5:
             image = image.flip(-1)
         return image

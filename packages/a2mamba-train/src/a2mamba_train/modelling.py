@@ -69,7 +69,8 @@ def create_optimizer(model: torch.nn.Module, resolved: dict[str, Any]) -> torch.
     if resolved["opt_betas"] is not None:
         extra["betas"] = tuple(resolved["opt_betas"])
     try:
-        return create_optimizer_v2(groups, opt=resolved["opt"], lr=resolved["lr"],
-                                   weight_decay=resolved["weight_decay"], **extra)
+        return create_optimizer_v2(
+            groups, opt=resolved["opt"], lr=resolved["lr"], weight_decay=resolved["weight_decay"], **extra
+        )
     except (AssertionError, ValueError) as err:
         raise ConfigError(f"--opt: cannot create optimizer {resolved['opt']!r}: {err}") from None

@@ -17,10 +17,10 @@ class NonFiniteLossError(RuntimeError):
 
 
 class Action(enum.Enum):
-    CONTINUE = "continue"          # finite step, nothing to do
-    SKIP = "skip"                  # non-finite step skipped; keep going
-    DISABLE_AMP = "disable_amp"    # repeated failures in mixed precision: carry on in float32
-    RESTORE = "restore"            # repeated failures in float32: reload the last good checkpoint
+    CONTINUE = "continue"  # finite step, nothing to do
+    SKIP = "skip"  # non-finite step skipped; keep going
+    DISABLE_AMP = "disable_amp"  # repeated failures in mixed precision: carry on in float32
+    RESTORE = "restore"  # repeated failures in float32: reload the last good checkpoint
     GIVE_UP = "give_up"
 
 

@@ -76,8 +76,9 @@ def prepare_run_dir(run_dir: Path, resuming: bool) -> None:
     except OSError as err:
         raise OutputError(f"--output: cannot write to the run folder {run_dir}: {err.strerror or err}") from None
     if not resuming and (any(run_dir.glob("*.pth")) or (run_dir / "metrics.jsonl").exists()):
-        raise OutputError(f"--output: {run_dir} already holds a run; continue it with --resume auto "
-                          f"or choose a new --output folder")
+        raise OutputError(
+            f"--output: {run_dir} already holds a run; continue it with --resume auto or choose a new --output folder"
+        )
 
 
 class Trainer:
@@ -112,9 +113,15 @@ class Trainer:
         if r["max_steps_per_epoch"]:
             self.steps_per_epoch = min(self.steps_per_epoch, r["max_steps_per_epoch"])
         self.scheduler, self.total_epochs = create_scheduler_v2(
-            self.optimizer, sched=r["sched"], num_epochs=r["epochs"], cooldown_epochs=r["cooldown_epochs"],
-            min_lr=r["min_lr"], warmup_lr=r["warmup_lr"], warmup_epochs=r["warmup_epochs"],
-            step_on_epochs=not r["sched_on_updates"], updates_per_epoch=self.steps_per_epoch,
+            self.optimizer,
+            sched=r["sched"],
+            num_epochs=r["epochs"],
+            cooldown_epochs=r["cooldown_epochs"],
+            min_lr=r["min_lr"],
+            warmup_lr=r["warmup_lr"],
+            warmup_epochs=r["warmup_epochs"],
+            step_on_epochs=not r["sched_on_updates"],
+            updates_per_epoch=self.steps_per_epoch,
         )
         self.scaler = self._make_scaler()
         self.mixup = self._make_mixup()
@@ -144,9 +151,15 @@ class Trainer:
             return None
         if r["batch_size"] % 2:
             raise ConfigError(f"--batch-size: Mixup/CutMix needs an even batch per process, got {r['batch_size']}")
-        return Mixup(mixup_alpha=r["mixup"], cutmix_alpha=r["cutmix"], prob=r["mixup_prob"],
-                     switch_prob=r["mixup_switch_prob"], mode=r["mixup_mode"], label_smoothing=r["smoothing"],
-                     num_classes=self.num_classes)
+        return Mixup(
+            mixup_alpha=r["mixup"],
+            cutmix_alpha=r["cutmix"],
+            prob=r["mixup_prob"],
+            switch_prob=r["mixup_switch_prob"],
+            mode=r["mixup_mode"],
+            label_smoothing=r["smoothing"],
+            num_classes=self.num_classes,
+        )
 
     def _make_criterion(self) -> torch.nn.Module:
         if self.mixup is not None:
@@ -200,8 +213,9 @@ class Trainer:
             return
         state = ckpt.load(self.resume_from)
         if state.get("arch") not in (None, self.resolved["model"]):
-            raise ConfigError(f"--resume: {self.resume_from} was trained as {state.get('arch')!r}, "
-                              f"not {self.resolved['model']!r}")
+            raise ConfigError(
+                f"--resume: {self.resume_from} was trained as {state.get('arch')!r}, not {self.resolved['model']!r}"
+            )
         self.load_state(state)
         self.start_epoch = state["epoch"]
         if self.info.is_main:
@@ -213,8 +227,10 @@ class Trainer:
             return
         keep = self.resolved["keep_best"]
         number = epoch + 1  # epochs are counted from 1 in files and logs
-        ranked = sorted(self.best + [{"epoch": number, "top1": top1, "file": ckpt.best_name(number, top1)}],
-                        key=lambda e: (-e["top1"], e["epoch"]))
+        ranked = sorted(
+            self.best + [{"epoch": number, "top1": top1, "file": ckpt.best_name(number, top1)}],
+            key=lambda e: (-e["top1"], e["epoch"]),
+        )
         kept, evicted = ranked[:keep], ranked[keep:]
         self.best = kept
         ckpt.save(self.run_dir / ckpt.LAST, self.state(epoch + 1))
@@ -229,17 +245,20 @@ class Trainer:
         can_restore = (self.run_dir / ckpt.LAST).is_file()
         can_restore = all_ranks_agree(can_restore, self.info)
         action = self.guard.observe(False, amp_enabled=self.amp != "off", can_restore=can_restore)
-        self.event("nonfinite_loss", epoch=epoch, step=step, loss=str(loss_value), amp=self.amp,
-                   action=action.value)
+        self.event("nonfinite_loss", epoch=epoch, step=step, loss=str(loss_value), amp=self.amp, action=action.value)
         if action is Action.DISABLE_AMP:
-            self.say(f"loss non-finite {self.guard.patience} steps in a row under {self.amp} autocast: "
-                     f"continuing in float32 (AMP off)")
+            self.say(
+                f"loss non-finite {self.guard.patience} steps in a row under {self.amp} autocast: "
+                f"continuing in float32 (AMP off)"
+            )
             self.amp = "off"
             self.scaler = self._make_scaler()
         elif action is Action.RESTORE:
             path = self.run_dir / ckpt.LAST
-            self.say(f"loss non-finite {self.guard.patience} steps in a row in float32: restoring the last good "
-                     f"checkpoint {path} (restore {self.guard.restores} of {self.guard.max_restores})")
+            self.say(
+                f"loss non-finite {self.guard.patience} steps in a row in float32: restoring the last good "
+                f"checkpoint {path} (restore {self.guard.restores} of {self.guard.max_restores})"
+            )
             barrier(self.info)
             state = ckpt.load(path)
             step_now, guard_state = self.global_step, self.guard.state_dict()
@@ -274,8 +293,13 @@ class Trainer:
         loss_sum = 0.0
         finite_steps = 0
         started = time.perf_counter()
-        bar = progress(range(self.steps_per_epoch), info.is_main and r["progress"], leave=False, unit="step",
-                       desc=f"epoch {epoch + 1}/{self.total_epochs}")
+        bar = progress(
+            range(self.steps_per_epoch),
+            info.is_main and r["progress"],
+            leave=False,
+            unit="step",
+            desc=f"epoch {epoch + 1}/{self.total_epochs}",
+        )
         batches = iter(self.loaders.train)
         for step in bar:
             images, targets = next(batches)
@@ -317,8 +341,12 @@ class Trainer:
             loss_sum += as_float(loss)
             finite_steps += 1
             images_done = (step + 1) * r["global_batch_size"]
-            bar.set_postfix(loss=f"{loss_sum / finite_steps:.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}",
-                            img_s=f"{images_done / (time.perf_counter() - started):.0f}", refresh=False)
+            bar.set_postfix(
+                loss=f"{loss_sum / finite_steps:.4f}",
+                lr=f"{self.optimizer.param_groups[0]['lr']:.2e}",
+                img_s=f"{images_done / (time.perf_counter() - started):.0f}",
+                refresh=False,
+            )
         bar.close()
         elapsed = time.perf_counter() - started
         loss_sum, finite_steps = all_reduce_sum([loss_sum, finite_steps], info)
@@ -335,54 +363,102 @@ class Trainer:
         self.resume()
         if self.log is not None:
             self.log.write_config(r)
-            self.log.record("start", start_epoch=self.start_epoch, world_size=info.world_size,
-                            resumed_from=str(self.resume_from) if self.resume_from else None)
+            self.log.record(
+                "start",
+                start_epoch=self.start_epoch,
+                world_size=info.world_size,
+                resumed_from=str(self.resume_from) if self.resume_from else None,
+            )
             print(f"run folder: {self.run_dir}")
-            print(f"model {r['model']} ({sum(p.numel() for p in self.model.parameters()):,} parameters), "
-                  f"{self.loaders.train_size:,} training / {self.loaders.eval_size:,} evaluation images, "
-                  f"{self.num_classes} classes, {info.world_size} process(es) x batch {r['batch_size']}, "
-                  f"lr {r['lr']:.3g}, device {info.device}, AMP {self.amp}")
+            print(
+                f"model {r['model']} ({sum(p.numel() for p in self.model.parameters()):,} parameters), "
+                f"{self.loaders.train_size:,} training / {self.loaders.eval_size:,} evaluation images, "
+                f"{self.num_classes} classes, {info.world_size} process(es) x batch {r['batch_size']}, "
+                f"lr {r['lr']:.3g}, device {info.device}, AMP {self.amp}"
+            )
         result: dict[str, Any] = {}
-        epochs = progress(range(self.start_epoch, self.total_epochs), info.is_main and r["progress"],
-                          initial=self.start_epoch, total=self.total_epochs, desc="epochs", unit="epoch")
+        epochs = progress(
+            range(self.start_epoch, self.total_epochs),
+            info.is_main and r["progress"],
+            initial=self.start_epoch,
+            total=self.total_epochs,
+            desc="epochs",
+            unit="epoch",
+        )
         for epoch in epochs:
             seed_everything(epoch_seed(r["seed"], epoch, info.rank))
             self.loaders.train_sampler.set_epoch(epoch)
             self.scheduler.step(epoch)
             self.snapshot_before_distillation(epoch)
             train_stats = self.train_epoch(epoch)
-            eval_stats = evaluate(self.model, self.loaders.eval, info, amp=self.amp, show_progress=r["progress"],
-                                  channels_last=r["channels_last"])
-            row = {"epoch": epoch + 1, **train_stats, "eval_loss": eval_stats["loss"], "top1": eval_stats["top1"],
-                   "top5": eval_stats["top5"], "step": self.global_step}
+            eval_stats = evaluate(
+                self.model,
+                self.loaders.eval,
+                info,
+                amp=self.amp,
+                show_progress=r["progress"],
+                channels_last=r["channels_last"],
+            )
+            row = {
+                "epoch": epoch + 1,
+                **train_stats,
+                "eval_loss": eval_stats["loss"],
+                "top1": eval_stats["top1"],
+                "top5": eval_stats["top5"],
+                "step": self.global_step,
+            }
             if self.ema is not None:
-                ema_stats = evaluate(self.ema.module, self.loaders.eval, info, amp=self.amp,
-                                     show_progress=r["progress"], desc="eval EMA",
-                                     channels_last=r["channels_last"])
+                ema_stats = evaluate(
+                    self.ema.module,
+                    self.loaders.eval,
+                    info,
+                    amp=self.amp,
+                    show_progress=r["progress"],
+                    desc="eval EMA",
+                    channels_last=r["channels_last"],
+                )
                 row.update(ema_top1=ema_stats["top1"], ema_top5=ema_stats["top5"], ema_eval_loss=ema_stats["loss"])
             self.save_epoch(epoch, eval_stats["top1"])
             if self.log is not None:
                 self.log.record("epoch", **row)
                 plot_curves(self.log.epochs(), self.run_dir / CURVES, title=f"{r['model']} - {self.run_dir.name}")
-            epochs.set_postfix(loss=f"{row['train_loss']:.4f}", top1=f"{row['top1']:.2f}",
-                               lr=f"{row['lr']:.2e}", img_s=f"{row['images_per_second']:.0f}")
-            self.say(f"epoch {epoch + 1}/{self.total_epochs}: train loss {row['train_loss']:.4f}, "
-                     f"eval loss {row['eval_loss']:.4f}, top-1 {row['top1']:.2f}%, top-5 {row['top5']:.2f}%, "
-                     f"lr {row['lr']:.2e}, {row['images_per_second']:.0f} img/s")
+            epochs.set_postfix(
+                loss=f"{row['train_loss']:.4f}",
+                top1=f"{row['top1']:.2f}",
+                lr=f"{row['lr']:.2e}",
+                img_s=f"{row['images_per_second']:.0f}",
+            )
+            self.say(
+                f"epoch {epoch + 1}/{self.total_epochs}: train loss {row['train_loss']:.4f}, "
+                f"eval loss {row['eval_loss']:.4f}, top-1 {row['top1']:.2f}%, top-5 {row['top5']:.2f}%, "
+                f"lr {row['lr']:.2e}, {row['images_per_second']:.0f} img/s"
+            )
             result = row
             barrier(info)
         epochs.close()
         if self.log is not None and result:
             best = self.best[0] if self.best else None
-            self.log.record("final", top1=result["top1"], top5=result["top5"], eval_loss=result["eval_loss"],
-                            best_top1=best["top1"] if best else None, best_epoch=best["epoch"] if best else None)
+            self.log.record(
+                "final",
+                top1=result["top1"],
+                top5=result["top5"],
+                eval_loss=result["eval_loss"],
+                best_top1=best["top1"] if best else None,
+                best_epoch=best["epoch"] if best else None,
+            )
             self.log.close()
         return result
 
     def snapshot_before_distillation(self, epoch: int) -> None:
         r = self.resolved
-        if (self.info.is_main and self.ema is not None and r["distill_weight"] > 0
-                and epoch == r["distill_start_epoch"] and epoch > 0 and (self.run_dir / ckpt.LAST).is_file()):
+        if (
+            self.info.is_main
+            and self.ema is not None
+            and r["distill_weight"] > 0
+            and epoch == r["distill_start_epoch"]
+            and epoch > 0
+            and (self.run_dir / ckpt.LAST).is_file()
+        ):
             ckpt.atomic_copy(self.run_dir / ckpt.LAST, self.run_dir / ckpt.PRE_DISTILL)
 
 
