@@ -12,7 +12,8 @@ Shapes, inputs, byte counts and timing are the ones the asv `ops` suite uses
 (`a2mamba_shapes`, `op_cases`, `gpu_bandwidth`), so both report the same thing.
 
 Writes gpu_kernels.json and gpu_kernels.md to --out after every case, so a run
-cut short by a timeout still leaves its figures. Needs only torch and
+cut short by a timeout still leaves its figures, and at the end gpu_kernels.png
+(each case against its target) where matplotlib is installed. Needs only torch and
 a2mamba_ops (no nox, no asv). `--device cpu` runs the same report on the CPU
 backend: a smoke test of this tool for machines without a GPU, not a figure to
 quote. Exit status 1 when any case failed (the others are still measured).
@@ -36,6 +37,8 @@ from .gpu_bandwidth import copy_bandwidth_gbps, timed_seconds
 from .op_cases import BACKWARD, make_case
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+# Issue 3's targets, as a share of the copy bandwidth measured in the same run.
+TARGET_PCT = {"scan": 70.0, "na2d_qk": 50.0, "na2d_av": 50.0}
 # (report direction, op_cases mode)
 DIRECTIONS = (("fwd", "forward"), ("bwd", BACKWARD))
 
@@ -131,6 +134,34 @@ def markdown(results: list[Result], copy_gbps: float, device: str, batch: int) -
     return "\n".join(lines) + "\n"
 
 
+def plot(results: list[Result], path: Path, title: str) -> bool:
+    """Bar chart of each case's share of the copy bandwidth, its target marked; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    rows = [r for r in results if r.pct_of_copy is not None]
+    if not rows:
+        return False
+    fig, ax = plt.subplots(figsize=(9, 0.28 * len(rows) + 1.2))
+    y = range(len(rows))
+    colours = ["tab:green" if r.pct_of_copy >= TARGET_PCT[r.op] else "tab:red" for r in rows]
+    ax.barh(list(y), [r.pct_of_copy for r in rows], color=colours)
+    ax.scatter([TARGET_PCT[r.op] for r in rows], list(y), marker="|", s=200, color="black", label="target")
+    ax.set_yticks(list(y), [f"{r.op} {r.shape} {r.dtype} {r.direction}" for r in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("% of copy bandwidth (green: target met)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_kernels", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for gpu_kernels.json and gpu_kernels.md")
@@ -178,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results, copy_gbps = run(args, save)
     print(save(results, copy_gbps))
+    if plot(results, args.out / "gpu_kernels.png", f"a2mamba-ops kernels on {name}, batch {args.batch}"):
+        print(f"plot: {args.out / 'gpu_kernels.png'}")
     failed = [r for r in results if r.error]
     for r in failed:
         print(f"FAILED {r.op} {r.shape} {r.dtype} {r.direction}:\n{r.error}", file=sys.stderr)

@@ -127,6 +127,7 @@ def test_backward_case_times_the_backward_alone():
 
 
 def test_gpu_kernel_report_runs_on_cpu(tmp_path):
+    import importlib.util
     import json
 
     import pytest
@@ -139,5 +140,7 @@ def test_gpu_kernel_report_runs_on_cpu(tmp_path):
     for r in report["results"]:
         assert r["error"] is None and r["ms"] > 0 and r["gbps"] > 0 and r["speedup_vs_reference"] > 0
     assert "| na2d_qk | t-s3-14px-h4x32-k7-d2 | fp32 | bwd |" in (tmp_path / "gpu_kernels.md").read_text()
+    if importlib.util.find_spec("matplotlib"):
+        assert (tmp_path / "gpu_kernels.png").read_bytes().startswith(b"\x89PNG")
     with pytest.raises(SystemExit):
         gpu_kernels.main(args[:-2] + ["--dtypes", "fp8", "--out", str(tmp_path)])
