@@ -4,11 +4,12 @@ nox -s demo        the main job: train a2mamba_test on Fashion-MNIST, report tes
 nox -s tests       all packages' tests in one venv (torch pinned)
 nox -s tests_ops   the ops alone, in a venv holding only torch (+ build tools)
 nox -s build_cuda  compile-and-link check of the CUDA kernels (skips without nvcc)
+nox -s cuda_emulation  the CUDA kernels' logic checked on the CPU against the reference (no GPU)
 nox -s bench       pytest-benchmark of the kernels, JSON + table under benchmarks/results/
 nox -s asv         asv quick suite on the current commit + HTML report (.asv/html)
 nox -s asv_history -- A..B   asv over a commit range, per-commit environments
 nox -s asv_compare [-- A B]  fail on a >10 % slowdown or an accuracy drop (default main~1 -> main)
-nox -s lint        ruff
+nox -s lint        ruff check + ruff format --check
 """
 
 from __future__ import annotations
@@ -134,6 +135,21 @@ def build_cuda(session: nox.Session) -> None:
         )
         wheels = list(Path(out).glob("*.whl"))
         session.log(f"CUDA build linked: {', '.join(w.name for w in wheels)}")
+
+
+@nox.session(python="3.11")
+def cuda_emulation(session: nox.Session) -> None:
+    """The CUDA kernels' logic (tiles, borders, dilation groups, reductions) on the CPU, against the
+    float64 reference: each CUDA thread an OS thread. No GPU, no nvcc; says nothing about speed."""
+    session.install(TORCH[0])
+    install_ops(session)
+    session.run(
+        "python",
+        str(OPS / "tools" / "cuda_emulation" / "check_kernels.py"),
+        "--build-dir",
+        str(Path(session.create_tmp()) / "emulation-build"),
+        *session.posargs,
+    )
 
 
 @nox.session(python="3.11")
