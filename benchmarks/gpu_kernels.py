@@ -39,6 +39,7 @@ from .op_cases import BACKWARD, make_case
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 # Issue 3's targets, as a share of the copy bandwidth measured in the same run.
 TARGET_PCT = {"scan": 70.0, "na2d_qk": 50.0, "na2d_av": 50.0}
+TARGET_SPEEDUP = 5.0  # over the reference backend on the same card
 # (report direction, op_cases mode)
 DIRECTIONS = (("fwd", "forward"), ("bwd", BACKWARD))
 
@@ -117,7 +118,9 @@ def markdown(results: list[Result], copy_gbps: float, device: str, batch: int) -
         f"# a2mamba-ops kernels on {device}, batch {batch}",
         "",
         f"Copy bandwidth (read + write): {copy_gbps:.0f} GB/s. "
-        "Bytes = inputs read once + outputs written once; bwd = the backward pass alone.",
+        "Bytes = inputs read once + outputs written once; bwd = the backward pass alone. "
+        f"`<` marks a miss: under {TARGET_PCT['scan']:.0f} % of copy (scan) or {TARGET_PCT['na2d_qk']:.0f} % "
+        f"(na2d), under {TARGET_SPEEDUP:.0f}x the reference.",
         "",
         "| op | shape | dtype | dir | ms | GB/s | % of copy | x reference |",
         "|---|---|---|---|---:|---:|---:|---:|",
@@ -126,10 +129,12 @@ def markdown(results: list[Result], copy_gbps: float, device: str, batch: int) -
         if r.error:
             lines.append(f"| {r.op} | {r.shape} | {r.dtype} | {r.direction} | FAILED | | | |")
             continue
-        speedup = f"{r.speedup_vs_reference:.1f}" if r.speedup_vs_reference else "-"
+        speedup = "-"
+        if r.speedup_vs_reference:
+            speedup = f"{r.speedup_vs_reference:.1f}" + (" <" if r.speedup_vs_reference < TARGET_SPEEDUP else "")
+        share = f"{r.pct_of_copy:.0f}" + (" <" if r.pct_of_copy < TARGET_PCT[r.op] else "")
         lines.append(
-            f"| {r.op} | {r.shape} | {r.dtype} | {r.direction} | {r.ms:.3f} | {r.gbps:.0f} | "
-            f"{r.pct_of_copy:.0f} | {speedup} |"
+            f"| {r.op} | {r.shape} | {r.dtype} | {r.direction} | {r.ms:.3f} | {r.gbps:.0f} | {share} | {speedup} |"
         )
     return "\n".join(lines) + "\n"
 
