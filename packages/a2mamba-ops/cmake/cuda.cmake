@@ -41,16 +41,21 @@ if(A2MAMBA_WITH_CUDA)
   # PTX of the newest architecture so that newer cards can JIT it.
   list(APPEND _archs "${_newest}-virtual")
   set(CMAKE_CUDA_ARCHITECTURES "${_archs}")
-  set(CMAKE_CUDA_STANDARD 20)
-  set(CMAKE_CUDA_STANDARD_REQUIRED ON)
   enable_language(CUDA)
+  # CUDA code follows C++20 like the rest. CMake releases older than the nvcc in use
+  # (Debian's 3.25 with nvcc 13) know no flag for it and refuse to generate, so
+  # teach them the one nvcc has understood since CUDA 12.
+  if(NOT CMAKE_CUDA20_STANDARD_COMPILE_OPTION)
+    set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+    set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
+  endif()
   find_package(CUDAToolkit REQUIRED)
   message(STATUS "a2mamba-ops: CUDA kernels ON for ${CMAKE_CUDA_ARCHITECTURES}")
 
   file(GLOB A2MAMBA_CUDA_SOURCES CONFIGURE_DEPENDS "${CMAKE_CURRENT_SOURCE_DIR}/csrc/cuda/*.cu")
   target_sources(_C PRIVATE ${A2MAMBA_CUDA_SOURCES})
   # _C exists before CUDA is enabled, so it did not pick up CMAKE_CUDA_ARCHITECTURES.
-  set_target_properties(_C PROPERTIES CUDA_ARCHITECTURES "${_archs}")
+  set_target_properties(_C PROPERTIES CUDA_ARCHITECTURES "${_archs}" CUDA_STANDARD 20 CUDA_STANDARD_REQUIRED ON)
   target_compile_definitions(_C PRIVATE A2MAMBA_WITH_CUDA "A2MAMBA_CUDA_ARCHS=\"${_arch_list}\"")
   target_link_libraries(_C PRIVATE torch_cuda c10_cuda CUDA::cudart)
   # The CUDA headers that ATen/cuda pulls in (cuBLAS, cuSPARSE, ...) are not in a
