@@ -108,12 +108,17 @@ def tests_ops(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def build_cuda(session: nox.Session) -> None:
-    """Compile and link every CUDA source for sm_90, warnings as errors. Nothing runs."""
+    """Compile and link every CUDA source, warnings as errors. Nothing runs.
+
+    Architectures: the package default (sm_80, sm_90, PTX of sm_90), so the check builds what
+    `pip install` builds; a list of several archs also exercises how the build reports them.
+    """
     nvcc = shutil.which("nvcc") or (shutil.which("nvcc", path="/usr/local/cuda/bin"))
     if nvcc is None:
         session.skip("nvcc not found: the CUDA kernels cannot be compiled on this machine")
     session.install(TORCH[0])
     session.install(*BUILD_TOOLS)
+    arch_list = os.environ.get("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
     with tempfile.TemporaryDirectory() as out:
         session.run(
             "pip",
@@ -126,7 +131,7 @@ def build_cuda(session: nox.Session) -> None:
             env={
                 "A2MAMBA_CUDA": "ON",
                 "A2MAMBA_WERROR": "ON",
-                "TORCH_CUDA_ARCH_LIST": os.environ.get("TORCH_CUDA_ARCH_LIST", "9.0"),
+                "TORCH_CUDA_ARCH_LIST": arch_list,
                 "CUDACXX": nvcc,
                 "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2),
                 # A fresh build dir, so this check never reuses a CPU-only configuration.
@@ -135,6 +140,13 @@ def build_cuda(session: nox.Session) -> None:
         )
         wheels = list(Path(out).glob("*.whl"))
         session.log(f"CUDA build linked: {', '.join(w.name for w in wheels)}")
+        # The wheel must import here (no GPU) and report the architectures it was built for.
+        session.install("--no-deps", "--force-reinstall", *map(str, wheels))
+        info = session.run("python", "-m", "a2mamba_ops", silent=True)
+        archs = " ".join(arch_list.replace(";", " ").split())
+        if f"cuda archs  {archs} " not in info:
+            session.error(f"the CUDA build does not report archs {archs!r}:\n{info}")
+        session.log(info)
 
 
 @nox.session(python="3.11")

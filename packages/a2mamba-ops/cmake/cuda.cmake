@@ -56,7 +56,9 @@ if(A2MAMBA_WITH_CUDA)
   target_sources(_C PRIVATE ${A2MAMBA_CUDA_SOURCES})
   # _C exists before CUDA is enabled, so it did not pick up CMAKE_CUDA_ARCHITECTURES.
   set_target_properties(_C PROPERTIES CUDA_ARCHITECTURES "${_archs}" CUDA_STANDARD 20 CUDA_STANDARD_REQUIRED ON)
-  target_compile_definitions(_C PRIVATE A2MAMBA_WITH_CUDA "A2MAMBA_CUDA_ARCHS=\"${_arch_list}\"")
+  # A CMake list would split the definition at its semicolons: report the archs space-separated.
+  string(REPLACE ";" " " _arch_text "${_arch_list}")
+  target_compile_definitions(_C PRIVATE A2MAMBA_WITH_CUDA "A2MAMBA_CUDA_ARCHS=\"${_arch_text}\"")
   target_link_libraries(_C PRIVATE torch_cuda c10_cuda CUDA::cudart)
   # The CUDA headers that ATen/cuda pulls in (cuBLAS, cuSPARSE, ...) are not in a
   # minimal toolkit; pip's nvidia-* wheels beside torch carry them.
