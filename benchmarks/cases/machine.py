@@ -1,13 +1,14 @@
 """What a benchmark figure was measured on: CPU, cores, memory, torch, GPU.
 
-Recorded next to every result (pytest-benchmark JSON, the fallback runner's
-JSON, the markdown summaries) because a speed figure means nothing without it.
+Recorded next to every result (pytest-benchmark JSON, the reports' JSON, the
+markdown summaries) because a speed figure means nothing without it.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import re
 
 
 def cpu_model() -> str:
@@ -20,6 +21,18 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+LABEL_VARIABLE = "A2MAMBA_BENCH_MACHINE"
+
+
+def label() -> str:
+    """The name result files carry: `A2MAMBA_BENCH_MACHINE`, else `cpu-<N>core`. Never the host
+    name: results from machines of one kind line up, and no local name lands in the repository."""
+    text = os.environ.get(LABEL_VARIABLE) or f"cpu-{os.cpu_count()}core"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", text):
+        raise ValueError(f"{LABEL_VARIABLE} must be letters, digits, '.', '_' or '-', got {text!r}")
+    return text
 
 
 def memory_gib() -> float | None:
