@@ -215,12 +215,17 @@ ASV_COMPARE_BENCH = r"^(ops|models|accuracy)\.(?!.*(img_per_s|gbps|copy_fraction
 ASV_MACHINE = ["--machine", "cpu-2core"]  # one stable name, so results from CI-like machines line up
 
 
+def record_asv_machine(session: nox.Session) -> None:
+    """Name, CPU, cores, memory and OS (`asv machine --yes` alone records the name only)."""
+    session.run("python", "-m", "benchmarks.tools.asv_results", "machine", ASV_MACHINE[1])
+
+
 def install_for_asv(session: nox.Session) -> None:
     session.install(*TORCH)
     install_ops(session)
     session.install("--no-build-isolation", "--no-deps", str(MODELS), str(TRAIN))
     session.install("timm", "tqdm", "matplotlib", "numpy", "pillow", "asv>=0.6.4")
-    session.run("asv", "machine", "--yes", *ASV_MACHINE)
+    record_asv_machine(session)
 
 
 def head_commit() -> str:
@@ -247,7 +252,7 @@ def asv(session: nox.Session) -> None:
         *session.posargs,
     )
     # --python=same names the results after this venv's path: rename them to the Python version.
-    session.run("python", "-m", "benchmarks.tools.asv_results", str(ROOT / "benchmarks" / "results" / "asv"))
+    session.run("python", "-m", "benchmarks.tools.asv_results", "rename", str(ROOT / "benchmarks" / "results" / "asv"))
     session.run("asv", "publish")
     session.log("report: .asv/html/index.html (asv preview serves it); results: benchmarks/results/asv/")
 
@@ -258,7 +263,7 @@ def asv_history(session: nox.Session) -> None:
     if not session.posargs:
         session.error("give a commit range, e.g. `nox -s asv_history -- HEAD~3..HEAD`")
     session.install("asv>=0.6.4", "virtualenv")
-    session.run("asv", "machine", "--yes", *ASV_MACHINE)
+    record_asv_machine(session)
     session.run(
         "asv",
         "run",
@@ -278,7 +283,7 @@ def asv_compare(session: nox.Session) -> None:
     """`nox -s asv_compare [-- A B]`: fail on a >10 % slowdown or accuracy drop from A (main~1) to B (main)."""
     base, head = (session.posargs + ["main~1", "main"][len(session.posargs) :])[:2]
     session.install("asv>=0.6.4", "virtualenv")
-    session.run("asv", "machine", "--yes", *ASV_MACHINE)
+    record_asv_machine(session)
     session.run(
         "asv",
         "continuous",

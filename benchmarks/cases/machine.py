@@ -35,11 +35,16 @@ def label() -> str:
     return text
 
 
-def memory_gib() -> float | None:
+def memory_bytes() -> int | None:
     try:
-        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def memory_gib() -> float | None:
+    total = memory_bytes()
+    return None if total is None else round(total / 2**30, 1)
 
 
 def describe() -> dict:

@@ -140,12 +140,23 @@ def test_asv_results_lose_the_local_interpreter_path(tmp_path):
     document = {"commit_hash": "abcdef0123", "env_name": env, "python": interpreter, "params": {"python": interpreter}}
     (folder / f"abcdef01-{env}.json").write_text(json.dumps(document))
     (folder / "machine.json").write_text("{}")
-    assert asv_results.main([str(tmp_path), "--python", "3.11"]) == 0
+    assert asv_results.main(["rename", str(tmp_path), "--python", "3.11"]) == 0
     written = folder / "abcdef01-existing-py3.11-A2MAMBA_CUDAOFF.json"
     assert sorted(p.name for p in folder.iterdir()) == ["abcdef01-existing-py3.11-A2MAMBA_CUDAOFF.json", "machine.json"]
     assert "/home" not in written.read_text()
     assert json.loads(written.read_text())["params"]["python"] == "3.11"
     assert asv_results.normalize(tmp_path, "3.11") == []  # a second pass changes nothing
+
+
+def test_asv_machine_record_names_the_cpu(tmp_path):
+    path = tmp_path / "asv-machine.json"
+    path.write_text(json.dumps({"other": {"machine": "other"}, "version": 1}))
+    asv_results.record_machine("cpu-2core", path)
+    document = json.loads(path.read_text())
+    assert document["other"] == {"machine": "other"} and document["version"] == 1
+    entry = document["cpu-2core"]
+    assert entry["machine"] == "cpu-2core" and entry["cpu"] == machine.cpu_model() and entry["num_cpu"].isdigit()
+    assert set(entry) == {"arch", "cpu", "machine", "num_cpu", "os", "ram"}  # every field asv's results show
 
 
 def test_committed_results_carry_no_local_paths():

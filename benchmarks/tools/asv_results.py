@@ -1,8 +1,15 @@
-"""Give asv results of a run in an existing environment a stable name, free of local paths.
+"""asv results that line up across machines: a full machine record, and stable environment names.
 
-    python -m benchmarks.tools.asv_results benchmarks/results/asv [--python 3.11]
+    python -m benchmarks.tools.asv_results machine cpu-2core
+    python -m benchmarks.tools.asv_results rename benchmarks/results/asv [--python 3.11]
 
-`asv run --python=same` names the environment after the interpreter's path
+`machine` records this machine in asv's machine file (`~/.asv-machine.json`)
+under a stable name with its CPU model, core count, memory and OS. `asv
+machine --yes --machine NAME` records the name and only those fields that
+differ from its defaults, i.e. nothing else, so results of an Intel and an AMD
+machine could not be told apart.
+
+`rename`: `asv run --python=same` names the environment after the interpreter's path
 (`existing-py_home_me_venv_bin_python-...`) and records that path in the
 result file: a name that differs on every machine and leaks a local folder
 into the repository. This rewrites every such file under the results folder
@@ -15,8 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import sys
 from pathlib import Path
+
+from benchmarks.cases import machine
 
 PREFIX = "existing-py"
 
@@ -51,12 +62,39 @@ def normalize(results_dir: Path, python: str) -> list[Path]:
     return written
 
 
+ASV_MACHINE_FILE = Path.home() / ".asv-machine.json"
+
+
+def record_machine(name: str, path: Path = ASV_MACHINE_FILE) -> dict:
+    """Describe this machine under `name` in asv's machine file (other machines' entries kept)."""
+    ram = machine.memory_bytes()
+    entry = {
+        "arch": platform.machine(),
+        "cpu": machine.cpu_model(),
+        "machine": name,
+        "num_cpu": str(os.cpu_count()),
+        "os": f"{platform.system()} {platform.release()}",
+        "ram": str(ram or ""),  # bytes, as asv records it
+    }
+    document = json.loads(path.read_text()) if path.is_file() else {}
+    document.update({name: entry, "version": 1})
+    path.write_text(json.dumps(document, indent=4) + "\n")
+    return entry
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.tools.asv_results", description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path, help="asv's results folder (benchmarks/results/asv)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    record = sub.add_parser("machine", help="record this machine for asv under a stable name")
+    record.add_argument("name", help="the machine name results are filed under (e.g. cpu-2core)")
+    rename = sub.add_parser("rename", help="rename results named after an interpreter path")
+    rename.add_argument("results", type=Path, help="asv's results folder (benchmarks/results/asv)")
     default = f"{sys.version_info.major}.{sys.version_info.minor}"
-    parser.add_argument("--python", default=default, help=f"Python version the runs used (default {default})")
+    rename.add_argument("--python", default=default, help=f"Python version the runs used (default {default})")
     args = parser.parse_args(argv)
+    if args.command == "machine":
+        print(f"{ASV_MACHINE_FILE}: {record_machine(args.name)}")
+        return 0
     if not args.results.is_dir():
         parser.error(f"results must be a folder, got {args.results}")
     try:
