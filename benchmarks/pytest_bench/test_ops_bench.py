@@ -42,7 +42,7 @@ def op_cases():
                         yield pytest.param(op, shape, mode, device, backend, id=case_id)
 
 
-@pytest.mark.parametrize(("op", "shape", "mode", "device", "backend"), op_cases())
+@pytest.mark.parametrize(("op", "shape", "mode", "device", "backend"), list(op_cases()))
 def test_op(benchmark, op, shape, mode, device, backend):
     if backend not in backends_for(device):
         pytest.skip(f"backend {backend!r} is not available on {device} in this installation")

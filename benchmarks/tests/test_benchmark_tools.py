@@ -268,3 +268,11 @@ def test_cpu_targets_report_runs_at_toy_sizes(tmp_path, monkeypatch):
         assert (tmp_path / "cpu-targets-toy.png").read_bytes().startswith(b"\x89PNG")
     with pytest.raises(SystemExit):
         cpu_targets.main(["--rounds", "0", "--out", str(tmp_path)])
+
+
+def test_asv_targets_suite_tracks_a_side_by_side_ratio():
+    from benchmarks.asv.targets import ScanVsCopy
+
+    suite = ScanVsCopy()
+    suite.setup("L196-D128")
+    assert suite.track_fraction_of_copy("L196-D128") > 0

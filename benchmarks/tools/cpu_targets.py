@@ -33,17 +33,12 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.cases import machine
-from benchmarks.cases.models import Setting, create_model, inference_step, train_step
-from benchmarks.cases.ops import make_attention_case, make_case
+from benchmarks.cases import machine, targets
+from benchmarks.cases.models import Setting, create_model, inference_step
 from benchmarks.cases.shapes import TARGET_NA2D, TARGET_SCAN
-from benchmarks.cases.timing import Timing, measure_side_by_side
+from benchmarks.cases.targets import Contender
+from benchmarks.cases.timing import measure_side_by_side
 
-ATTENTION_TARGETS = {"forward": 0.25, "forward_backward": 0.12}
-SCAN_TARGET = 0.10
-INFERENCE_TARGETS = {"a2mamba_n": 2.0, "a2mamba_t": 1.0}
-TRAINING_TARGETS = {"a2mamba_n": 2.0}
-BASELINE = "resnet50"
 PROFILED_MODEL = "a2mamba_n"
 
 
@@ -53,9 +48,9 @@ class Sizes:
 
     op_batch: int = 8
     img_size: int = 224
-    inference_batch: int = 8
-    training_batch: int = 16
-    matmul_n: int = 1024
+    inference_batch: int = targets.INFERENCE_BATCH
+    training_batch: int = targets.TRAINING_BATCH
+    matmul_n: int = targets.MATMUL_N
     profile_rows: int = 20
 
 
@@ -73,73 +68,64 @@ class Target:
         return self.ratio >= self.threshold
 
 
-def _rate_row(name: str, timing: Timing, work: float, unit: str) -> dict:
-    """A contender's rate (work per second) at the median, and at the quartiles of its time."""
-    return {
-        "name": name,
-        "unit": unit,
-        "rate": work / timing.median,
-        "rate_q1_q3": [work / timing.q3, work / timing.q1],
-        "timing": timing.as_dict(),
-    }
+def measure(contenders: dict[str, Contender], rounds: int) -> tuple[list[dict], dict[str, float]]:
+    """Rows of the report (rate at the median and at the quartiles of the time) and the rates."""
+    timings = measure_side_by_side({name: c.run for name, c in contenders.items()}, rounds)
+    rows = []
+    for name, c in contenders.items():
+        t = timings[name]
+        rows.append(
+            {
+                "name": name,
+                "unit": c.unit,
+                "rate": c.rate(t),
+                "rate_q1_q3": [c.work / t.q3, c.work / t.q1],
+                "timing": t.as_dict(),
+            }
+        )
+    return rows, {row["name"]: row["rate"] for row in rows}
 
 
 def measure_kernels(sizes: Sizes, rounds: int, backend: str) -> tuple[list[dict], list[Target]]:
-    n = sizes.matmul_n
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    c = torch.empty(n, n)
-    contenders = {"matmul fp32": lambda: torch.mm(a, b, out=c)}
-    work = {"matmul fp32": (2 * n**3 / 1e9, "GFLOP/s")}
+    contenders = {"matmul fp32": targets.matmul(sizes.matmul_n)}
     for shape in TARGET_NA2D:
-        shape = dataclasses.replace(shape, batch=sizes.op_batch)
-        for mode in ATTENTION_TARGETS:
-            case = make_attention_case(shape, mode, backend)
-            name = f"attention {shape.name} {mode}"
-            contenders[name] = case.run
-            work[name] = (case.flops / 1e9, "GFLOP/s")
+        for mode in targets.ATTENTION:
+            contenders[f"attention {shape.name} {mode}"] = targets.attention(
+                targets.with_batch(shape, sizes.op_batch), mode, backend
+            )
     for shape in TARGET_SCAN:
-        shape = dataclasses.replace(shape, batch=sizes.op_batch)
-        case = make_case("scan", shape, "forward", backend)
-        src = torch.empty(case.bytes_moved // 2, dtype=torch.uint8)
-        dst = torch.empty_like(src)
-        contenders[f"scan {shape.name} forward"] = case.run
-        contenders[f"copy {shape.name}"] = lambda dst=dst, src=src: dst.copy_(src)
-        work[f"scan {shape.name} forward"] = (case.bytes_moved / 1e9, "GB/s")
-        work[f"copy {shape.name}"] = (2 * src.numel() / 1e9, "GB/s")
-    timings = measure_side_by_side(contenders, rounds)
-    rows = [_rate_row(name, timings[name], *work[name]) for name in contenders]
-    rate = {row["name"]: row["rate"] for row in rows}
-    targets = []
+        scan, copy = targets.scan_and_copy(targets.with_batch(shape, sizes.op_batch), backend)
+        contenders[f"scan {shape.name} forward"] = scan
+        contenders[f"copy {shape.name}"] = copy
+    rows, rate = measure(contenders, rounds)
+    found = []
     for shape in TARGET_NA2D:
-        for mode, threshold in ATTENTION_TARGETS.items():
+        for mode, threshold in targets.ATTENTION.items():
             ratio = rate[f"attention {shape.name} {mode}"] / rate["matmul fp32"]
-            targets.append(Target(f"attention {shape.name} {mode} / matmul", ratio, threshold))
+            found.append(Target(f"attention {shape.name} {mode} / matmul", ratio, threshold))
     for shape in TARGET_SCAN:
         ratio = rate[f"scan {shape.name} forward"] / rate[f"copy {shape.name}"]
-        targets.append(Target(f"scan {shape.name} forward / copy", ratio, SCAN_TARGET))
-    return rows, targets
+        found.append(Target(f"scan {shape.name} forward / copy", ratio, targets.SCAN))
+    return rows, found
 
 
 def measure_models(sizes: Sizes, rounds: int) -> tuple[list[dict], list[Target]]:
-    rows, targets = [], []
-    for kind, batch, wanted, make_step in (
-        ("inference", sizes.inference_batch, INFERENCE_TARGETS, inference_step),
-        ("training", sizes.training_batch, TRAINING_TARGETS, train_step),
+    rows, found = [], []
+    for kind, batch, wanted in (
+        ("inference", sizes.inference_batch, targets.INFERENCE),
+        ("training", sizes.training_batch, targets.TRAINING),
     ):
-        setting = Setting("cpu", batch, amp=False)
-        steps = {}
-        for name in [*wanted, BASELINE]:
-            steps[name] = make_step(create_model(name, setting), setting, img_size=sizes.img_size)
-        timings = measure_side_by_side(steps, rounds)
-        rate = {}
-        for name, timing in timings.items():
-            row = _rate_row(f"{name} {kind} b{batch}", timing, batch, "img/s")
-            rows.append(row)
-            rate[name] = row["rate"]
+        contenders = {
+            f"{name} {kind} b{batch}": targets.model(name, kind, batch, sizes.img_size)
+            for name in [*wanted, targets.BASELINE]
+        }
+        kind_rows, rate = measure(contenders, rounds)
+        rows += kind_rows
+        baseline = rate[f"{targets.BASELINE} {kind} b{batch}"]
         for name, threshold in wanted.items():
-            targets.append(Target(f"{name} {kind} b{batch} / {BASELINE}", rate[name] / rate[BASELINE], threshold))
-        del steps
-    return rows, targets
+            ratio = rate[f"{name} {kind} b{batch}"] / baseline
+            found.append(Target(f"{name} {kind} b{batch} / {targets.BASELINE}", ratio, threshold))
+    return rows, found
 
 
 def profile_forward(sizes: Sizes) -> dict:
@@ -240,7 +226,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.tools.cpu_targets", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for cpu-targets-<machine>.json/.md/.png")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per contender (default 5)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument(
+        "--threads", type=int, default=targets.THREADS, help=f"torch threads (default {targets.THREADS})"
+    )
     parser.add_argument("--backend", default="cpu", help="a2mamba-ops backend for the kernels (default cpu)")
     parser.add_argument("--tiny", action="store_true", help="toy sizes: checks the tool, measures nothing")
     args = parser.parse_args(argv)

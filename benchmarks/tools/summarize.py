@@ -76,7 +76,7 @@ def render(report: dict, target: float | None = None) -> str:
     header = ["op", "shape", "mode", "device"] + [f"{b} ms" for b in backends] + [f"{b} speed-up" for b in natives]
     lines = ["# a2mamba-ops benchmark", "", *_machine_lines(report), ""]
     lines.append(
-        f"One run; every backend {rounds} rounds of one call after a warm-up call. Times: median "
+        f"One run; every backend {rounds} round{'s' * (rounds != 1)} of one call after a warm-up call. Times: median "
         "(quartiles) in ms; speed-up = reference median / backend median."
     )
     if target is not None:
