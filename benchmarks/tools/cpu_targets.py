@@ -38,6 +38,7 @@ from benchmarks.cases.models import Setting, create_model, inference_step
 from benchmarks.cases.shapes import TARGET_NA2D, TARGET_SCAN
 from benchmarks.cases.targets import Contender
 from benchmarks.cases.timing import measure_side_by_side
+from benchmarks.tools import barchart
 
 PROFILED_MODEL = "a2mamba_n"
 
@@ -195,31 +196,16 @@ def markdown(report: dict, profile_rows: int) -> str:
 
 
 def plot(report: dict, path: Path) -> bool:
-    """Each target's measured ratio as a share of its threshold; False without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    targets = report["targets"]
-    fig, ax = plt.subplots(figsize=(8, 0.35 * len(targets) + 1.3))
-    y = list(range(len(targets)))
-    ax.barh(
-        y,
-        [t["ratio"] / t["threshold"] for t in targets],
-        color=["tab:green" if t["met"] else "tab:red" for t in targets],
+    """Each target's measured ratio as a multiple of its threshold; False without matplotlib."""
+    found = report["targets"]
+    return barchart.save(
+        path,
+        [t["name"] for t in found],
+        [t["ratio"] / t["threshold"] for t in found],
+        [1.0] * len(found),
+        "measured / target",
+        f"CPU targets on {report['label']} (torch threads: {report['threads']})",
     )
-    ax.axvline(1.0, color="black", linewidth=1)
-    ax.set_yticks(y, [t["name"] for t in targets], fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("measured / target (1 = target; green: met)")
-    ax.set_title(f"CPU targets on {report['label']} (torch threads: {report['threads']})", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

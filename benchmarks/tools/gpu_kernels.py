@@ -36,6 +36,7 @@ import torch
 from benchmarks.cases.ops import BACKWARD, make_case
 from benchmarks.cases.shapes import NA2D_SHAPES, QUICK_NA2D, SCAN_SHAPES
 from benchmarks.cases.timing import copy_bandwidth_gbps, measure
+from benchmarks.tools import barchart
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 # Issue 3's targets, as a share of the copy bandwidth measured in the same run.
@@ -144,31 +145,16 @@ def markdown(results: list[Result], copy_gbps: float, device: str, batch: int) -
 
 
 def plot(results: list[Result], path: Path, title: str) -> bool:
-    """Bar chart of each case's share of the copy bandwidth, its target marked; False without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
+    """Each case's share of the copy bandwidth against its target; False without matplotlib."""
     rows = [r for r in results if r.pct_of_copy is not None]
-    if not rows:
-        return False
-    fig, ax = plt.subplots(figsize=(9, 0.28 * len(rows) + 1.2))
-    y = range(len(rows))
-    colours = ["tab:green" if r.pct_of_copy >= TARGET_PCT[r.op] else "tab:red" for r in rows]
-    ax.barh(list(y), [r.pct_of_copy for r in rows], color=colours)
-    ax.scatter([TARGET_PCT[r.op] for r in rows], list(y), marker="|", s=200, color="black", label="target")
-    ax.set_yticks(list(y), [f"{r.op} {r.shape} {r.dtype} {r.direction}" for r in rows], fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("% of copy bandwidth (green: target met)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return barchart.save(
+        path,
+        [f"{r.op} {r.shape} {r.dtype} {r.direction}" for r in rows],
+        [r.pct_of_copy for r in rows],
+        [TARGET_PCT[r.op] for r in rows],
+        "% of copy bandwidth",
+        title,
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
