@@ -67,7 +67,9 @@ def rope_angles(head_dim: int) -> Tensor:
         raise ValueError(
             f"head dim (channels / heads) must be a multiple of 4 and at least 8 for the 2-D RoPE, got {head_dim}"
         )
-    angle = 1.0 / (10000 ** torch.linspace(0, 1, head_dim // 4))
+    # float32 whatever the default dtype: the published buffers were made so, and a float64 model
+    # must use those same rounded angles (recomputing them exactly drifts by ~1e-9).
+    angle = 1.0 / (10000 ** torch.linspace(0, 1, head_dim // 4, dtype=torch.float32))
     return angle.repeat_interleave(2)
 
 
