@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import platform
 import re
+import subprocess
+from pathlib import Path
 
 
 def cpu_model() -> str:
@@ -45,6 +47,17 @@ def memory_bytes() -> int | None:
 def memory_gib() -> float | None:
     total = memory_bytes()
     return None if total is None else round(total / 2**30, 1)
+
+
+def commit() -> str | None:
+    """The repository's commit (10 hex digits, `+` when the tree has uncommitted changes), None outside git."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.strip()[:10] + ("+" if dirty.stdout.strip() else "")
 
 
 def describe() -> dict:

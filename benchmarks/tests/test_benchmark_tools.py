@@ -253,6 +253,7 @@ def test_cpu_targets_report_runs_at_toy_sizes(tmp_path, monkeypatch):
     monkeypatch.setenv("A2MAMBA_BENCH_MACHINE", "toy")
     assert cpu_targets.main(["--tiny", "--rounds", "1", "--threads", "1", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "cpu-targets-toy.json").read_text())
+    assert report["label"] == "toy" and "commit" in report
     names = [t["name"] for t in report["targets"]]
     assert len(names) == 3 * 2 + 2 + 3  # attention x modes, scan shapes, model ratios
     assert "a2mamba_n inference b1 / resnet50" in names and "a2mamba_n training b2 / resnet50" in names

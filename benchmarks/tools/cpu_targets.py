@@ -158,7 +158,8 @@ def markdown(report: dict, profile_rows: int) -> str:
     lines = [
         f"# CPU targets on {report['label']}",
         "",
-        f"- {machine.one_line(m)}; a2mamba-ops {m.get('a2mamba_ops')} (backend `{report['backend']}`)",
+        f"- {machine.one_line(m)}; a2mamba-ops {m.get('a2mamba_ops')} (backend `{report['backend']}`), "
+        f"commit {report['commit'] or 'unknown'}",
         f"- one run, {report['rounds']} rounds per contender after a warm-up call, rounds interleaved; "
         f"{report['threads']} torch threads; sizes {report['sizes']}",
         "",
@@ -242,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     print("models measured", flush=True)
     report = {
         "label": args.label,
+        "commit": machine.commit(),
         "machine": machine.describe(),
         "backend": args.backend,
         "threads": args.threads,

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.cases import machine
 from benchmarks.cases.ops import BACKWARD, make_case
 from benchmarks.cases.shapes import NA2D_SHAPES, QUICK_NA2D, SCAN_SHAPES
 from benchmarks.cases.timing import copy_bandwidth_gbps, measure
@@ -192,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     def save(results: list[Result], copy_gbps: float) -> str:
         payload = {
             "device": name,
+            "commit": machine.commit(),
             "torch": torch.__version__,
             "cuda": torch.version.cuda,
             "a2mamba_ops": a2mamba_ops.__version__,

@@ -64,7 +64,7 @@ def markdown(report: dict) -> str:
     lines = [
         f"# Model throughput on {report['device_name']}",
         "",
-        f"- {machine.one_line(report['machine'])}",
+        f"- {machine.one_line(report['machine'])}; commit {report['commit'] or 'unknown'}",
         f"- batch {report['batch']}, {report['img_size']} px, {'float16 autocast' if report['amp'] else 'float32'}; "
         f"every model {report['rounds']} rounds after {report['warmup']} warm-up steps; img/s from the median step",
         "",
@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     setting = Setting(args.device, args.batch, args.amp)
     report = {
         "device_name": torch.cuda.get_device_name() if args.device == "cuda" else "CPU",
+        "commit": machine.commit(),
         "machine": machine.describe(),
         "batch": args.batch,
         "img_size": args.img_size,
