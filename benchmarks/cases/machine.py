@@ -52,12 +52,16 @@ def memory_gib() -> float | None:
 def commit() -> str | None:
     """The repository's commit (10 hex digits, `+` when the tree has uncommitted changes), None outside git."""
     root = Path(__file__).resolve().parents[2]
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True)
+        head = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")  # earlier results lying around do not count
     except (OSError, subprocess.CalledProcessError):
         return None
-    return head.stdout.strip()[:10] + ("+" if dirty.stdout.strip() else "")
+    return head[:10] + ("+" if dirty else "")
 
 
 def describe() -> dict:
