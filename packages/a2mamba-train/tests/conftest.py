@@ -74,6 +74,8 @@ def save_training_checkpoint(
     training: the tests that read checkpoints need its format, not a trained model."""
     import timm
 
+    import a2mamba_models  # noqa: F401 - registers the A2Mamba models with timm
+
     torch.manual_seed(seed)
     net = timm.create_model(model, num_classes=len(classes), image_size=img_size)
     state = {

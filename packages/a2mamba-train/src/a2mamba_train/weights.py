@@ -73,6 +73,7 @@ def load_weights(
     expected = model.state_dict()
     head = classifier_prefix(model)
     notes = []
+    differing: list[str] = []
     if head is not None and new_classifier_ok:
         differing = [
             k for k, v in weights.items() if k.startswith(head) and k in expected and v.shape != expected[k].shape
@@ -81,7 +82,7 @@ def load_weights(
             for key in differing:
                 del weights[key]
             notes.append(f"the classifier ({head[:-1]}) starts from scratch: {source} was trained for other classes")
-    missing = [k for k in expected if k not in weights]
+    missing = [k for k in expected if k not in weights and k not in differing]
     unexpected = [k for k in weights if k not in expected]
     wrong_shape = [k for k in weights if k in expected and weights[k].shape != expected[k].shape]
     problems = []
