@@ -220,6 +220,15 @@ def test_pretrained_offline_names_the_hf_cli(image_folder, tmp_path):
     assert "hf download LMMM2025/A2Mamba" in line and "huggingface-cli" not in line and "--checkpoint FILE" in line
 
 
+def test_pretrained_offline_in_training_names_the_option_for_a_local_file(image_folder, tmp_path):
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    run = tmp_path / "run"
+    args = [*SMALL_RUN, "--model", "a2mamba_n", "--pretrained", "--data-dir", str(image_folder), "--output", str(run)]
+    line = one_line_error(run_cli(*args, env=env))
+    assert "hf download LMMM2025/A2Mamba" in line and "--initial-checkpoint FILE" in line
+    assert not run.exists()
+
+
 def test_failed_launch_leaves_no_empty_run_folder(image_folder, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     bad = image_folder / "val" / "circle" / "001.png"

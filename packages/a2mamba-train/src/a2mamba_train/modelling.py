@@ -13,9 +13,13 @@ from timm.optim import create_optimizer_v2, param_groups_weight_decay
 from .config import ConfigError, ResolvedConfig
 
 try:  # registers a2mamba_n/t/s/b/l and a2mamba_test with timm
-    import a2mamba_models  # noqa: F401
+    from a2mamba_models import PretrainedWeightsUnavailable
 except ImportError as err:  # pragma: no cover - the package is a dependency
     _MODELS_IMPORT_ERROR: ImportError | None = err
+
+    class PretrainedWeightsUnavailable(RuntimeError):  # type: ignore[no-redef]
+        pass
+
 else:
     _MODELS_IMPORT_ERROR = None
 
@@ -60,7 +64,7 @@ def create_model(
             # models with a fixed input size do not take img_size
             kwargs.pop("img_size")
             model = timm.create_model(name, pretrained=pretrained, **kwargs)
-    except (RuntimeError, OSError, ValueError) as err:
+    except (PretrainedWeightsUnavailable, OSError) as err:  # OSError: timm's hub download of other models
         if not pretrained:
             raise
         raise ConfigError(pretrained_unavailable_message(name, err, local_weights_flag)) from None
