@@ -18,7 +18,7 @@ from .run_folder import atomic_write
 
 FORMAT = "a2mamba-train/1"
 # What a checkpoint needs for --resume; a published or bare state dict holds only weights.
-TRAINING_STATE_KEYS = ("model", "optimizer", "scheduler", "epoch", "step", "rng")
+TRAINING_STATE_KEYS = ("model", "optimizer", "epoch", "step", "rng")
 
 
 def save(path: Path, state: dict[str, Any]) -> None:

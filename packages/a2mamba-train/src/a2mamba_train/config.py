@@ -291,13 +291,14 @@ def build_config(
     values: dict[str, Any] = {}
     recipe = overrides.get("recipe") or (saved or {}).get("recipe")
     if recipe:
+        recipe = canonical_recipe_name(recipe)
         values.update(load_recipe(recipe))
     if saved:
         values.update({k: v for k, v in saved.items() if k in FIELDS})
     for key, value in overrides.items():
         values[key] = coerce(key, value)
-    if values.get("recipe"):
-        values["recipe"] = canonical_recipe_name(values["recipe"])
+    if recipe:
+        values["recipe"] = recipe
     config = TrainConfig(**values)
     check_config(config)
     return config
