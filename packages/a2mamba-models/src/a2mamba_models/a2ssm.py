@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from a2mamba_ops import na2d_av, selective_scan_state
 
 from .geometry import BranchWindows
-from .layers import island_dtype
+from .layers import autocast_off, island_dtype
 
 
 def _inverse_softplus(x: Tensor) -> Tensor:
@@ -62,7 +62,7 @@ class A2SSM(nn.Module):
         )  # (B, C, 1, L)
 
         dtype = h.dtype
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with autocast_off(x.device.type):
             # Heads of width c = C/n in (B, heads, H, W, c) layout, channel i*c + j.
             heads = h.reshape(B, n, C // n, H, W).permute(0, 1, 3, 4, 2)
             half = n // 2
