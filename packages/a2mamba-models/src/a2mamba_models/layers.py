@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 
 def island_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype of the spec's "in float32" islands: float32 for half types, else the dtype itself."""
+    """The dtype of the "in float32" islands (docs/architecture.md §8): float32 for half types, else the dtype."""
     return torch.promote_types(dtype, torch.float32)
 
 
@@ -96,7 +96,7 @@ class RoPE2d(nn.Module):
 
     def _apply(self, fn, recurse=True):
         # model.half()/.bfloat16() would round the angles (and positions * angle) beyond use;
-        # keep them at least float32, as the spec's precision rule asks. float64 models get float64.
+        # keep them at least float32 (docs/architecture.md §8.3). float64 models get float64.
         before = self.angle
         super()._apply(fn, recurse)
         if self.angle.dtype in (torch.float16, torch.bfloat16) and before.is_floating_point():
