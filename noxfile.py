@@ -6,6 +6,7 @@ nox -s tests_ops   the ops alone, in a venv holding only torch (+ build tools)
 nox -s build_cuda  compile-and-link check of the CUDA kernels (skips without nvcc)
 nox -s cuda_emulation  the CUDA kernels' logic checked on the CPU against the reference (no GPU)
 nox -s bench       pytest-benchmark of the kernels, JSON + table under benchmarks/results/
+nox -s cpu_targets the CPU speed targets side by side in one run, JSON + table + plot under benchmarks/results/
 nox -s asv         asv quick suite on the current commit + HTML report (.asv/html)
 nox -s asv_history -- A..B   asv over a commit range, per-commit environments
 nox -s asv_compare [-- A B]  fail on a >10 % slowdown or an accuracy drop (default main~1 -> main)
@@ -16,7 +17,6 @@ nox -s lint        ruff check + ruff format --check
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import subprocess
 import tarfile
@@ -53,7 +53,7 @@ def install_all(session: nox.Session) -> None:
     session.install(*TORCH)
     install_ops(session)
     # Models and train are pure Python; install them with their remaining dependencies.
-    # pytest-benchmark: benchmarks/conftest.py declares its hooks, and test_tools.py is collected there.
+    # pytest-benchmark: benchmarks/pytest_bench needs its fixture wherever pytest collects benchmarks/.
     session.install(str(MODELS), str(TRAIN), *TEST_TOOLS, "pytest-benchmark")
 
 
@@ -77,7 +77,7 @@ def tests(session: nox.Session) -> None:
             str(package / "tests"),
             *session.posargs,
         )
-    session.run("python", "-m", "pytest", "-p", "no:cacheprovider", "-q", str(ROOT / "benchmarks" / "test_tools.py"))
+    session.run("python", "-m", "pytest", "-p", "no:cacheprovider", "-q", str(ROOT / "benchmarks" / "tests"))
 
 
 def ensure_fashion_mnist(session: nox.Session) -> None:
@@ -168,33 +168,58 @@ def cuda_emulation(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
-    """Kernel benchmarks (pytest-benchmark); results land in benchmarks/results/."""
+    """Kernel benchmarks (pytest-benchmark): every backend A2MAMBA_BENCH_ROUNDS rounds (default 5) in one run;
+    JSON and the median table land in benchmarks/results/ops-<machine>.json/.md."""
     session.install(*TORCH)
     install_ops(session)
     session.install("pytest>=8", "pytest-benchmark", "py-cpuinfo")
-    machine = platform.node() or "local"
-    out = ROOT / "benchmarks" / "results" / f"ops-cpu-{machine}.json"
+    # Named by a stable label (A2MAMBA_BENCH_MACHINE, else cpu-<N>core), never the host name.
+    label = session.run("python", "-c", "from benchmarks.cases import machine; print(machine.label())", silent=True)
+    out = ROOT / "benchmarks" / "results" / f"ops-{label.strip()}.json"
     session.run(
         "python",
         "-m",
         "pytest",
         "-p",
         "no:cacheprovider",
-        str(ROOT / "benchmarks" / "test_ops_bench.py"),
+        str(ROOT / "benchmarks" / "pytest_bench"),
+        "--benchmark-save-data",
         f"--benchmark-json={out}",
         *session.posargs,
     )
-    session.run("python", str(ROOT / "benchmarks" / "summarize.py"), str(out), "-o", str(out.with_suffix(".md")))
+    session.run("python", "-m", "benchmarks.tools.summarize", str(out), "-o", str(out.with_suffix(".md")))
 
 
-# Benchmarks that asv should time per commit (everything but the GPU machine's standalone script).
-ASV_BENCH = r"^(ops|models|accuracy)\."
+@nox.session(python="3.11")
+def cpu_targets(session: nox.Session) -> None:
+    """The CPU speed targets (kernels against matmul and copy, models against resnet50, a profile), 2 threads,
+    one run: benchmarks/results/cpu-targets-<machine>.json/.md/.png. `-- --rounds N` / `-- --tiny` pass through."""
+    session.install(*TORCH)
+    install_ops(session)
+    session.install(str(MODELS), "matplotlib")
+    session.run(
+        "python",
+        "-m",
+        "benchmarks.tools.cpu_targets",
+        "--out",
+        str(ROOT / "benchmarks" / "results"),
+        *session.posargs,
+    )
+
+
+# asv times every suite in benchmarks/asv/ (each module there is one) per commit.
+ASV_BENCH = r"."
 # The quick run leaves out the Fashion-MNIST training run (minutes on two cores; `-- --bench FashionMNIST` adds it).
-ASV_QUICK_BENCH = r"^(ops|models|accuracy)\.(?!FashionMNIST)"
+ASV_QUICK_BENCH = r"^(?!accuracy\.FashionMNIST)"
 # Higher-is-better tracks: asv treats every number as lower-is-better, so the regression check leaves these out
-# (their lower-is-better twins, time_* and track_error_pct, carry the signal).
-ASV_COMPARE_BENCH = r"^(ops|models|accuracy)\.(?!.*(img_per_s|gbps|copy_fraction|top1_pct))"
+# (their lower-is-better twins, time_* and track_error_pct, carry the signal; the targets suite is read, not gated).
+ASV_COMPARE_BENCH = r"^(?!.*(img_per_s|gbps|copy_fraction|top1_pct|fraction_of|ratio_to))"
 ASV_MACHINE = ["--machine", "cpu-2core"]  # one stable name, so results from CI-like machines line up
+
+
+def record_asv_machine(session: nox.Session) -> None:
+    """Name, CPU, cores, memory and OS (`asv machine --yes` alone records the name only)."""
+    session.run("python", "-m", "benchmarks.tools.asv_results", "machine", ASV_MACHINE[1])
 
 
 def install_for_asv(session: nox.Session) -> None:
@@ -202,7 +227,7 @@ def install_for_asv(session: nox.Session) -> None:
     install_ops(session)
     session.install("--no-build-isolation", "--no-deps", str(MODELS), str(TRAIN))
     session.install("timm", "tqdm", "matplotlib", "numpy", "pillow", "asv>=0.6.4")
-    session.run("asv", "machine", "--yes", *ASV_MACHINE)
+    record_asv_machine(session)
 
 
 def head_commit() -> str:
@@ -228,6 +253,8 @@ def asv(session: nox.Session) -> None:
         "--show-stderr",
         *session.posargs,
     )
+    # --python=same names the results after this venv's path: rename them to the Python version.
+    session.run("python", "-m", "benchmarks.tools.asv_results", "rename", str(ROOT / "benchmarks" / "results" / "asv"))
     session.run("asv", "publish")
     session.log("report: .asv/html/index.html (asv preview serves it); results: benchmarks/results/asv/")
 
@@ -238,7 +265,7 @@ def asv_history(session: nox.Session) -> None:
     if not session.posargs:
         session.error("give a commit range, e.g. `nox -s asv_history -- HEAD~3..HEAD`")
     session.install("asv>=0.6.4", "virtualenv")
-    session.run("asv", "machine", "--yes", *ASV_MACHINE)
+    record_asv_machine(session)
     session.run(
         "asv",
         "run",
@@ -258,7 +285,7 @@ def asv_compare(session: nox.Session) -> None:
     """`nox -s asv_compare [-- A B]`: fail on a >10 % slowdown or accuracy drop from A (main~1) to B (main)."""
     base, head = (session.posargs + ["main~1", "main"][len(session.posargs) :])[:2]
     session.install("asv>=0.6.4", "virtualenv")
-    session.run("asv", "machine", "--yes", *ASV_MACHINE)
+    record_asv_machine(session)
     session.run(
         "asv",
         "continuous",

@@ -12,7 +12,8 @@
 #   4. pytest packages/a2mamba-ops/tests  (junit XML in $OUT/pytest.xml)
 #   4b. pytest packages/a2mamba-models/tests/test_models_cuda.py: the models on the GPU (the
 #      reference implementation's float64 logits, float64 against the CPU, autocast, channels_last)
-#   5. python -m benchmarks.gpu_kernels: bandwidth, % of copy bandwidth, speedup vs reference
+#   5. python -m benchmarks.tools.gpu_kernels: bandwidth, % of copy bandwidth, speedup vs reference
+#   5b. python -m benchmarks.tools.model_throughput: img/s and peak memory of every model (plain JSON)
 #   6. compute-sanitizer memcheck on a small case of every op (if the tool exists;
 #      racecheck too with A2MAMBA_RACECHECK=1)
 # Every step has a timeout; together they stay under DEADLINE_S (default 450 s)
@@ -73,13 +74,11 @@ MODELS_PATH="$PWD/packages/a2mamba-models/src:$PWD/packages/a2mamba-train/src"
 run_step pytest-models 120 env PYTHONPATH="$MODELS_PATH" "$PY" -m pytest packages/a2mamba-models/tests/test_models_cuda.py \
   -ra -p no:cacheprovider --junitxml="$OUT/pytest-models.xml"
 
-run_step bench 150 "$PY" -m benchmarks.gpu_kernels --out "$OUT"
+run_step bench 150 "$PY" -m benchmarks.tools.gpu_kernels --out "$OUT"
 
-# The asv suites on the GPU (no asv there): asv-format JSON to merge into benchmarks/results/
-# with `python benchmarks/run_without_asv.py merge asv-gpu.json` on a machine that has asv.
-run_step asv-suites 240 env PYTHONPATH="$MODELS_PATH" \
-  "$PY" benchmarks/run_without_asv.py run --out "$OUT/asv-gpu.json" --bench '^(ops|models)\.' --params cuda \
-  --commit "$(git rev-parse HEAD 2>/dev/null || echo 0000000000000000000000000000000000000000)"
+# Model throughput (the asv `models` suite's GPU settings, without asv): model_throughput.json/.md.
+run_step models 240 env PYTHONPATH="$MODELS_PATH" \
+  "$PY" -m benchmarks.tools.model_throughput --out "$OUT" --device cuda --batch 128 --amp
 
 SANITIZER="$(command -v compute-sanitizer || true)"
 [[ -z "$SANITIZER" && -x /usr/local/cuda/bin/compute-sanitizer ]] && SANITIZER=/usr/local/cuda/bin/compute-sanitizer

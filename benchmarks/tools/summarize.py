@@ -1,17 +1,13 @@
-"""Turn a pytest-benchmark JSON of the ops suite into a markdown table.
+"""pytest-benchmark JSON of the ops -> markdown table: median time per backend and speed-ups.
 
-One row per op, shape, mode and device, one time column per backend, and the
-speed-up of each native backend over the reference:
+    python -m benchmarks.tools.summarize benchmarks/results/ops-cpu-2core.json -o benchmarks/results/ops-cpu-2core.md
 
-    python benchmarks/summarize.py benchmarks/results/ops-cpu.json -o benchmarks/results/ops-cpu.md
-
-Several JSON files may be given (e.g. a full run and a rerun of `-k s3`): a
-later file's figure replaces an earlier one's for the same op, shape, mode,
-device and backend.
-
-`--stat` picks the statistic (default `min`: on a shared two-core machine the
-fastest round is the least disturbed one); `--target` marks rows whose
-forward_backward speed-up falls short of it.
+One run, one table: every row comes from the one JSON file given, and every
+backend must have run the same number of rounds. Times are reduced from the
+raw rounds (pytest's `--benchmark-save-data`) by `benchmarks.cases.timing`:
+the median with its quartiles and extremes. Speed-up = the reference's median
+/ the backend's median. `--target` marks forward_backward rows whose speed-up
+falls short of it.
 """
 
 from __future__ import annotations
@@ -19,28 +15,38 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import defaultdict
 from pathlib import Path
+
+from benchmarks.cases.timing import Timing
 
 NATIVE = ("cpu", "cuda", "natten")
 BACKEND_ORDER = ("reference", "cpu", "cuda", "natten")
 
 
-def load_rows(report: dict, stat: str, rows: dict | None = None) -> dict[tuple[str, str, str, str], dict[str, float]]:
-    """{(op, shape, mode, device): {backend: seconds}} from a pytest-benchmark report (added to `rows`)."""
-    rows = defaultdict(dict, rows or {})
+def load_rows(report: dict) -> dict[tuple[str, str, str, str], dict[str, Timing]]:
+    """{(op, shape, mode, device): {backend: Timing}} from a pytest-benchmark report."""
+    rows: dict[tuple[str, str, str, str], dict[str, Timing]] = {}
     for bench in report.get("benchmarks", []):
         info = bench.get("extra_info", {})
         try:
             key = (info["op"], info["shape"], info["mode"], info["device"])
-            rows[key][info["backend"]] = float(bench["stats"][stat])
+            backend = info["backend"]
         except KeyError as exc:
-            raise ValueError(f"benchmark {bench.get('name')!r} lacks {exc} (not from test_ops_bench.py?)") from None
+            raise ValueError(f"benchmark {bench.get('name')!r} lacks {exc} (not from pytest_bench?)") from None
+        samples = bench.get("stats", {}).get("data")
+        if not samples:
+            raise ValueError(f"benchmark {bench.get('name')!r} has no rounds: run pytest with --benchmark-save-data")
+        rows.setdefault(key, {})[backend] = Timing.of(samples)
+    rounds = {t.rounds for times in rows.values() for t in times.values()}
+    if len(rounds) > 1:
+        raise ValueError(f"the benchmarks ran different numbers of rounds {sorted(rounds)}: rerun them all at once")
     return rows
 
 
-def _ms(seconds: float | None) -> str:
-    return "—" if seconds is None else f"{seconds * 1e3:.2f}"
+def _ms(t: Timing | None) -> str:
+    if t is None:
+        return "—"
+    return f"{t.median * 1e3:.2f} ({t.q1 * 1e3:.2f}–{t.q3 * 1e3:.2f})"
 
 
 def _machine_lines(report: dict) -> list[str]:
@@ -62,16 +68,17 @@ def _machine_lines(report: dict) -> list[str]:
     return lines
 
 
-def render(report: dict, stat: str = "min", target: float | None = None, reruns: tuple[dict, ...] = ()) -> str:
-    rows = load_rows(report, stat)
-    for rerun in reruns:
-        rows = load_rows(rerun, stat, rows)
+def render(report: dict, target: float | None = None) -> str:
+    rows = load_rows(report)
+    rounds = next((t.rounds for times in rows.values() for t in times.values()), 0)
     backends = [b for b in BACKEND_ORDER if any(b in times for times in rows.values())]
     natives = [b for b in backends if b in NATIVE]
-    header = ["op", "shape", "mode", "device"] + [f"{b} (ms)" for b in backends] + [f"{b} speed-up" for b in natives]
-    reran = [f"- {len(r.get('benchmarks', []))} benchmarks rerun at {r.get('datetime', '?')}" for r in reruns]
-    lines = ["# a2mamba-ops benchmark", "", *_machine_lines(report), *reran, ""]
-    lines.append(f"Times are the {stat} over rounds of one call; speed-up = reference time / backend time.")
+    header = ["op", "shape", "mode", "device"] + [f"{b} ms" for b in backends] + [f"{b} speed-up" for b in natives]
+    lines = ["# a2mamba-ops benchmark", "", *_machine_lines(report), ""]
+    lines.append(
+        f"One run; every backend {rounds} round{'s' * (rounds != 1)} of one call after a warm-up call. Times: median "
+        "(quartiles) in ms; speed-up = reference median / backend median."
+    )
     if target is not None:
         lines.append(f"Rows marked `<` miss the {target:g}x target for forward_backward.")
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -80,7 +87,7 @@ def render(report: dict, stat: str = "min", target: float | None = None, reruns:
         cells = [op, shape, mode, device] + [_ms(times.get(b)) for b in backends]
         for b in natives:
             if "reference" in times and b in times:
-                ratio = times["reference"] / times[b]
+                ratio = times["reference"].median / times[b].median
                 miss = target is not None and mode == "forward_backward" and ratio < target
                 shortfalls += miss
                 cells.append(f"{ratio:.1f}x" + (" <" if miss else ""))
@@ -93,14 +100,16 @@ def render(report: dict, stat: str = "min", target: float | None = None, reruns:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("json", type=Path, nargs="+", help="pytest-benchmark --benchmark-json output(s)")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.tools.summarize", description=__doc__.splitlines()[0])
+    parser.add_argument("json", type=Path, help="pytest-benchmark --benchmark-json output (with --benchmark-save-data)")
     parser.add_argument("-o", "--output", type=Path, help="markdown file to write (default: stdout)")
-    parser.add_argument("--stat", default="min", choices=("min", "median", "mean"), help="statistic per benchmark")
     parser.add_argument("--target", type=float, default=5.0, help="forward_backward speed-up to flag (0: none)")
     args = parser.parse_args(argv)
-    first, *more = (json.loads(path.read_text()) for path in args.json)
-    text = render(first, args.stat, args.target or None, tuple(more))
+    try:
+        text = render(json.loads(args.json.read_text()), args.target or None)
+    except (OSError, ValueError) as exc:
+        print(f"summarize: {args.json}: {exc}", file=sys.stderr)
+        return 2
     if args.output:
         args.output.write_text(text)
     else:

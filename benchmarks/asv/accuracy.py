@@ -3,9 +3,9 @@
 - `Equivalence.track_float32_rel_error`: each variant's float32 logits against
   a float64 run of the same (seeded, randomly initialised) model on the same
   image, as max |f32 - f64| / max |f64|. Kernels that lose precision show here.
-- `GoldenFile.track_float32_rel_error`: our model on the spec's golden data
-  (weights and logits of the reference implementation), float32 against the
-  reference's float64 logits.
+- `GoldenFile.track_float32_rel_error`: our model on the golden data of the
+  models' tests (weights and logits of the reference implementation), float32
+  against the reference's float64 logits.
 - `FashionMNIST.track_error_pct`: test error of the train package's quick
   Fashion-MNIST run (`--recipe fashion-mnist-quick`); `track_top1_pct` is the
   same number as accuracy, for reading.
@@ -17,7 +17,6 @@ Every value here is "lower is better" except `track_top1_pct`, so
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,14 +24,12 @@ from pathlib import Path
 
 import torch
 
-from .model_cases import A2MAMBA_VARIANTS, IMG_SIZE
+from benchmarks.cases.models import A2MAMBA_VARIANTS, IMG_SIZE
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _spec_dir() -> Path:
-    # As the models' tests: the spec lives in shared/ beside the repository, unless told otherwise.
-    return Path(os.environ.get("A2MAMBA_SPEC_DIR", REPO_ROOT.parent / "shared" / "spec"))
+GOLDEN_FILE = REPO_ROOT / "packages" / "a2mamba-models" / "tests" / "data" / "a2mamba_small_config_golden.pt"
 
 
 def _require_models():
@@ -76,10 +73,9 @@ class GoldenFile:
 
     def setup(self):
         models = _require_models()
-        path = _spec_dir() / "golden" / "a2mamba_small_config_golden.pt"
-        if not path.is_file():
-            raise NotImplementedError(f"golden data not found at {path} (set A2MAMBA_SPEC_DIR)")
-        golden = torch.load(path, weights_only=True)
+        if not GOLDEN_FILE.is_file():
+            raise NotImplementedError(f"golden data not found at {GOLDEN_FILE}")
+        golden = torch.load(GOLDEN_FILE, weights_only=True)
         net = models.A2Mamba(**golden["meta"]["constructor_kwargs"])
         net.load_state_dict(golden["state_dict"], strict=True)
         net.eval()

@@ -1,6 +1,6 @@
 """The op shapes an A2Mamba network actually runs at 224x224, batch 8.
 
-Derived from the architecture spec (a2mamba-architecture.md, sections 1, 5, 6):
+Derived from the architecture (packages/a2mamba-models/docs/architecture.md):
 stage maps are 56, 28 and 14 pixels wide with windows 11, 9 and 7; each of the
 two neighbourhood-attention branches takes half the stage's heads; branch 1
 runs dilation 1 and branch 2 dilation `min(H // K, K)` (5, 3 and 2). The SSM
@@ -8,8 +8,7 @@ scans the whole map (`L = H*W`) over all `C` channels with state size 1.
 
 Only the nano and tiny widths are listed: the larger variants run the same
 kernels with more heads, which scales time linearly and adds nothing to
-compare. Shared by the pytest-benchmark suite and the asv suites so both
-measure the same thing.
+compare. Shared by every benchmark tool so all of them measure the same thing.
 """
 
 from __future__ import annotations
@@ -95,6 +94,19 @@ QUICK_SCAN = ["s1-L3136-D48", "s2-L784-D96", "s3-L196-D448"]
 # per op only (pytest-benchmark times it everywhere, for the speed-up table).
 REFERENCE_NA2D = "t-s2-28px-h2x24-k9-d1"
 REFERENCE_SCAN = "s2-L784-D96"
+
+
+# The shapes the CPU targets are stated at (`benchmarks/tools/cpu_targets.py`): one neighbourhood
+# attention branch per local stage, and the scan at the first and last stage.
+TARGET_NA2D: list[NA2DShape] = [
+    NA2DShape("s1-56px-h1x16-k11-d1", heads=1, size=56, head_dim=16, kernel=11, dilation=1),
+    NA2DShape("s2-28px-h2x16-k9-d3", heads=2, size=28, head_dim=16, kernel=9, dilation=3),
+    NA2DShape("s3-14px-h2x32-k7-d2", heads=2, size=14, head_dim=32, kernel=7, dilation=2),
+]
+TARGET_SCAN: list[ScanShape] = [
+    ScanShape("L3136-D32", dim=32, length=3136),
+    ScanShape("L196-D128", dim=128, length=196),
+]
 
 
 def na2d_shape(name: str) -> NA2DShape:

@@ -1,13 +1,16 @@
 """What a benchmark figure was measured on: CPU, cores, memory, torch, GPU.
 
-Recorded next to every result (pytest-benchmark JSON, the fallback runner's
-JSON, the markdown summaries) because a speed figure means nothing without it.
+Recorded next to every result (pytest-benchmark JSON, the reports' JSON, the
+markdown summaries) because a speed figure means nothing without it.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import re
+import subprocess
+from pathlib import Path
 
 
 def cpu_model() -> str:
@@ -22,11 +25,39 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def memory_gib() -> float | None:
+LABEL_VARIABLE = "A2MAMBA_BENCH_MACHINE"
+
+
+def label() -> str:
+    """The name result files carry: `A2MAMBA_BENCH_MACHINE`, else `cpu-<N>core`. Never the host
+    name: results from machines of one kind line up, and no local name lands in the repository."""
+    text = os.environ.get(LABEL_VARIABLE) or f"cpu-{os.cpu_count()}core"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", text):
+        raise ValueError(f"{LABEL_VARIABLE} must be letters, digits, '.', '_' or '-', got {text!r}")
+    return text
+
+
+def memory_bytes() -> int | None:
     try:
-        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def memory_gib() -> float | None:
+    total = memory_bytes()
+    return None if total is None else round(total / 2**30, 1)
+
+
+def commit() -> str | None:
+    """The repository's commit (10 hex digits, `+` when the tree has uncommitted changes), None outside git."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.strip()[:10] + ("+" if dirty.stdout.strip() else "")
 
 
 def describe() -> dict:

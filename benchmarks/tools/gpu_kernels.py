@@ -1,15 +1,16 @@
 """GPU kernel report: achieved bandwidth of the cuda backend at A2Mamba shapes, batch 128.
 
-    python -m benchmarks.gpu_kernels --out DIR [--dtypes bf16,fp32] [--all-shapes]
+    python -m benchmarks.tools.gpu_kernels --out DIR [--dtypes bf16,fp32] [--all-shapes]
 
 Run from the repository root. For every op, shape and direction (forward, and
 backward alone) it times the cuda backend and computes the achieved bandwidth,
 bytes = every input read once + every output written once (a lower bound on
 the traffic, so the figure is conservative). The card's copy bandwidth is
 measured in the same run and each kernel is reported as a percentage of it,
-next to its speed-up over the plain-PyTorch reference backend on the same card.
-Shapes, inputs, byte counts and timing are the ones the asv `ops` suite uses
-(`a2mamba_shapes`, `op_cases`, `gpu_bandwidth`), so both report the same thing.
+next to its speed-up over the plain-PyTorch reference backend on the same card
+(both timed the same number of rounds; medians, with quartiles in the JSON).
+Shapes, inputs, byte counts and timing are the ones every benchmark tool uses
+(`benchmarks/cases/`).
 
 Writes gpu_kernels.json and gpu_kernels.md to --out after every case, so a run
 cut short by a timeout still leaves its figures, and at the end gpu_kernels.png
@@ -32,9 +33,11 @@ from pathlib import Path
 
 import torch
 
-from .a2mamba_shapes import NA2D_SHAPES, QUICK_NA2D, SCAN_SHAPES
-from .gpu_bandwidth import copy_bandwidth_gbps, timed_seconds
-from .op_cases import BACKWARD, make_case
+from benchmarks.cases import machine
+from benchmarks.cases.ops import BACKWARD, make_case
+from benchmarks.cases.shapes import NA2D_SHAPES, QUICK_NA2D, SCAN_SHAPES
+from benchmarks.cases.timing import copy_bandwidth_gbps, measure
+from benchmarks.tools import barchart
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 # Issue 3's targets, as a share of the copy bandwidth measured in the same run.
@@ -51,7 +54,8 @@ class Result:
     dtype: str
     direction: str
     backend: str
-    ms: float | None = None
+    ms: float | None = None  # median
+    ms_q1_q3: tuple[float, float] | None = None
     bytes: int = 0
     gbps: float | None = None
     pct_of_copy: float | None = None
@@ -69,15 +73,17 @@ def shapes(batch: int, all_shapes: bool, pattern: str | None) -> list[tuple[str,
     return pairs
 
 
-def measure(op: str, shape, dtype_name: str, backend: str, device: str, repeats: int) -> list[Result]:
+def measure_op(op: str, shape, dtype_name: str, backend: str, device: str, repeats: int) -> list[Result]:
     """One Result per direction; an exception in one direction becomes that Result's error."""
     results = []
     for direction, mode in DIRECTIONS:
         result = Result(op, shape.name, dtype_name, direction, backend)
         try:
             case = make_case(op, shape, mode, backend, device, DTYPES[dtype_name])
-            seconds = timed_seconds(case.run, device=device, repeats=repeats)
+            timing = measure(case.run, rounds=repeats, device=device)
+            seconds = timing.median
             result.ms = seconds * 1e3
+            result.ms_q1_q3 = (timing.q1 * 1e3, timing.q3 * 1e3)
             result.bytes = case.bytes_moved
             result.gbps = case.bytes_moved / seconds / 1e9
         except Exception:  # out of memory, a kernel error: record it and go on with the next case
@@ -93,13 +99,13 @@ def measure(op: str, shape, dtype_name: str, backend: str, device: str, repeats:
 def run(args, save) -> tuple[list[Result], float]:
     device = args.device
     kernel_backend = "cuda" if device == "cuda" else "cpu"
-    copy_gbps = copy_bandwidth_gbps(device)
+    copy_gbps = copy_bandwidth_gbps(device, rounds=args.repeats)
     results: list[Result] = []
     for dtype_name in args.dtypes:
         for op, shape in shapes(args.batch, args.all_shapes, args.shapes):
-            timed = measure(op, shape, dtype_name, kernel_backend, device, args.repeats)
+            timed = measure_op(op, shape, dtype_name, kernel_backend, device, args.repeats)
             if args.reference:
-                reference = measure(op, shape, dtype_name, "reference", device, max(1, args.repeats // 5))
+                reference = measure_op(op, shape, dtype_name, "reference", device, args.repeats)
                 for mine, ref in zip(timed, reference, strict=True):
                     if mine.ms and ref.ms:
                         mine.speedup_vs_reference = ref.ms / mine.ms
@@ -140,39 +146,26 @@ def markdown(results: list[Result], copy_gbps: float, device: str, batch: int) -
 
 
 def plot(results: list[Result], path: Path, title: str) -> bool:
-    """Bar chart of each case's share of the copy bandwidth, its target marked; False without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
+    """Each case's share of the copy bandwidth against its target; False without matplotlib."""
     rows = [r for r in results if r.pct_of_copy is not None]
-    if not rows:
-        return False
-    fig, ax = plt.subplots(figsize=(9, 0.28 * len(rows) + 1.2))
-    y = range(len(rows))
-    colours = ["tab:green" if r.pct_of_copy >= TARGET_PCT[r.op] else "tab:red" for r in rows]
-    ax.barh(list(y), [r.pct_of_copy for r in rows], color=colours)
-    ax.scatter([TARGET_PCT[r.op] for r in rows], list(y), marker="|", s=200, color="black", label="target")
-    ax.set_yticks(list(y), [f"{r.op} {r.shape} {r.dtype} {r.direction}" for r in rows], fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("% of copy bandwidth (green: target met)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return barchart.save(
+        path,
+        [f"{r.op} {r.shape} {r.dtype} {r.direction}" for r in rows],
+        [r.pct_of_copy for r in rows],
+        [TARGET_PCT[r.op] for r in rows],
+        "% of copy bandwidth",
+        title,
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_kernels", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.tools.gpu_kernels", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for gpu_kernels.json and gpu_kernels.md")
     parser.add_argument("--dtypes", default="bf16", help="comma-separated subset of bf16,fp16,fp32 (default bf16)")
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=20, help="timed calls per case (the median is reported)")
+    parser.add_argument(
+        "--repeats", type=int, default=10, help="timed calls per case and backend (the median is reported)"
+    )
     parser.add_argument("--all-shapes", action="store_true", help="every listed width, not only the tiny model's")
     parser.add_argument("--shapes", metavar="REGEX", help="only the cases whose 'op shape-name' matches")
     parser.add_argument("--no-reference", dest="reference", action="store_false", help="skip the speed-ups")
@@ -200,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     def save(results: list[Result], copy_gbps: float) -> str:
         payload = {
             "device": name,
+            "commit": machine.commit(),
             "torch": torch.__version__,
             "cuda": torch.version.cuda,
             "a2mamba_ops": a2mamba_ops.__version__,

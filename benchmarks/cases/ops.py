@@ -2,8 +2,14 @@
 
 A *case* is a zero-argument callable that runs one op once (forward, or
 forward then backward) under a forced backend, with inputs built beforehand so
-that only the op is timed. Both benchmark front ends (pytest-benchmark and
-asv) build their cases here.
+that only the op is timed. Every benchmark tool builds its cases here, with
+the bytes a call moves at least and, for the attention ops, the FLOPs it does.
+
+FLOPs count the multiply-adds of the products (2 per multiply-add): `na2d_qk`
+and `na2d_av` each do `2 * B * heads * H * W * K*K * head_dim` forward and
+twice that backward (two gradients, each a product of the same size). The
+bias add and the softmax are not counted: they are a few operations per
+attention weight against `head_dim` multiply-adds per weight per product.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .a2mamba_shapes import NA2DShape, ScanShape
+from .shapes import NA2DShape, ScanShape
 
 OPS = ("na2d_qk", "na2d_av", "scan")
 MODES = ("forward", "forward_backward")  # what the asv suites track
@@ -52,6 +58,7 @@ class Case:
 
     run: Callable[[], object]
     bytes_moved: int  # a lower bound on the memory traffic of one call
+    flops: int = 0  # the products' floating-point operations (attention ops; 0 for the scan)
 
 
 def _inputs_na2d(op: str, shape: NA2DShape, device: str, dtype: torch.dtype, grad: bool):
@@ -126,9 +133,53 @@ def make_case(op: str, shape, mode: str, backend: str, device: str = "cpu", dtyp
             with a2mamba_ops.use_backend(backend):
                 return torch.autograd.grad(saved_out, leaves, grad_out, retain_graph=True)
 
-        return Case(backward, _bytes_moved(args, kwargs, grad_out, forward=False, backward=True))
+        flops = product_flops(shape, 2) if op != "scan" else 0
+        return Case(backward, _bytes_moved(args, kwargs, grad_out, forward=False, backward=True), flops)
     run = forward if mode == "forward" else forward_backward
-    return Case(run, _bytes_moved(args, kwargs, grad_out, forward=True, backward=grad))
+    flops = product_flops(shape, 1 + 2 * grad) if op != "scan" else 0
+    return Case(run, _bytes_moved(args, kwargs, grad_out, forward=True, backward=grad), flops)
+
+
+def product_flops(shape: NA2DShape, products: int = 1) -> int:
+    """FLOPs of `products` neighbourhood products (qk or av) at `shape`: 2 per multiply-add."""
+    b, h, size, c, k = shape.batch, shape.heads, shape.size, shape.head_dim, shape.kernel
+    return 2 * b * h * size * size * k * k * c * products
+
+
+def make_attention_case(
+    shape: NA2DShape, mode: str, backend: str, device: str = "cpu", dtype: torch.dtype = torch.float32
+) -> Case:
+    """Neighbourhood attention as a network runs it: `na2d_qk` with the positional bias, softmax,
+    `na2d_av`; `mode` 'forward' or 'forward_backward' (gradients of q, k, v and the bias)."""
+    import a2mamba_ops
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    grad = mode == "forward_backward"
+    (q, k), bias, _ = _inputs_na2d("na2d_qk", shape, device, dtype, grad)
+    rpb = bias["rpb"]
+    v = torch.randn(shape.qkv_shape, generator=torch.Generator().manual_seed(2)).to(device=device, dtype=dtype)
+    v.requires_grad_(grad)
+    window = {"kernel_size": shape.kernel, "dilation": shape.dilation}
+    grad_out = torch.randn(shape.qkv_shape, generator=torch.Generator().manual_seed(1)).to(device=device, dtype=dtype)
+
+    def forward():
+        with a2mamba_ops.use_backend(backend):
+            attn = a2mamba_ops.na2d_qk(q, k, rpb=rpb, **window).softmax(-1)
+            return a2mamba_ops.na2d_av(attn, v, **window)
+
+    def forward_backward():
+        out = forward()
+        with a2mamba_ops.use_backend(backend):
+            return torch.autograd.grad(out, (q, k, v, rpb), grad_out)
+
+    # Bytes as for the single ops (inputs and output once; the attention weights between the
+    # products are not counted); FLOPs: two products forward, four more backward.
+    return Case(
+        forward_backward if grad else forward,
+        _bytes_moved((q, k, v, rpb), {}, grad_out, forward=True, backward=grad),
+        product_flops(shape, 6 if grad else 2),
+    )
 
 
 def _bytes_moved(args, kwargs, out: torch.Tensor, forward: bool, backward: bool) -> int:

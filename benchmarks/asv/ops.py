@@ -1,8 +1,8 @@
 """asv suite `ops`: each op, forward and forward+backward, each backend present.
 
-Shapes are the quick subset of `a2mamba_shapes` (the tiny model's branches and
+Shapes are the quick subset of `cases/shapes.py` (the tiny model's branches and
 the scan's extremes; the slow plain-PyTorch reference at one shape per op,
-pytest-benchmark's `test_ops_bench.py` covers it everywhere). A target is `device:backend`; targets that this
+the pytest-benchmark run in `pytest_bench/` covers it everywhere). A target is `device:backend`; targets that this
 installation or machine lacks are skipped by raising NotImplementedError in
 setup, asv's convention. On CUDA the suite also tracks achieved GB/s, its
 fraction of the card's copy bandwidth measured in the same process, and the
@@ -11,9 +11,16 @@ peak allocated GPU memory.
 
 from __future__ import annotations
 
-from .a2mamba_shapes import QUICK_NA2D, QUICK_SCAN, REFERENCE_NA2D, REFERENCE_SCAN, na2d_shape, scan_shape
-from .gpu_bandwidth import copy_bandwidth_gbps, cuda_peak_mib, timed_seconds
-from .op_cases import MODES, make_case, require_target, synchronize
+from benchmarks.cases.ops import MODES, make_case, require_target, synchronize
+from benchmarks.cases.shapes import (
+    QUICK_NA2D,
+    QUICK_SCAN,
+    REFERENCE_NA2D,
+    REFERENCE_SCAN,
+    na2d_shape,
+    scan_shape,
+)
+from benchmarks.cases.timing import copy_bandwidth_gbps, cuda_peak_mib, measure
 
 CPU_TARGETS = ["cpu:reference", "cpu:cpu"]
 CUDA_TARGETS = ["cuda:reference", "cuda:cuda", "cuda:natten"]
@@ -76,7 +83,7 @@ class _CudaTracks(_OpBench):
         self._setup(op, shape, mode, target)
         if self.device != "cuda":
             raise NotImplementedError("bandwidth and GPU memory are tracked on CUDA only")
-        self.seconds = timed_seconds(self._call, device="cuda")
+        self.seconds = measure(self._call, rounds=20, device="cuda").median
         self.copy_gbps = copy_bandwidth_gbps()
 
     def _gbps(self):

@@ -15,17 +15,17 @@ CUDA memory (`*CudaMemory.track_peak_cuda_mib`).
 
 from __future__ import annotations
 
-from .gpu_bandwidth import cuda_peak_mib
-from .model_cases import (
+from benchmarks.cases.models import (
     A2MAMBA_VARIANTS,
     REFERENCE_MODELS,
     Setting,
     create_model,
     images_per_second,
     inference_step,
-    loop_lengths,
+    throughput_rounds,
     train_step,
 )
+from benchmarks.cases.timing import cuda_peak_mib
 
 MODELS = A2MAMBA_VARIANTS + REFERENCE_MODELS
 
@@ -52,8 +52,8 @@ class _ModelBench:
         self.step()
 
     def track_img_per_s(self, model, setting):
-        warmup, steps = loop_lengths(self.setting)
-        return images_per_second(self.step, self.setting.batch, warmup, steps)
+        warmup, rounds = throughput_rounds(self.setting)
+        return images_per_second(self.step, self.setting.batch, rounds, warmup, self.setting.device)
 
     track_img_per_s.unit = "images/s"
 

@@ -1,4 +1,4 @@
-"""Models for the asv `models` and `accuracy` suites, and timm-style throughput loops.
+"""Models for the throughput and accuracy benchmarks, and timm-style throughput loops.
 
 The A2Mamba variants come from `a2mamba_models` (registered with timm on
 import); the reference models (resnet50, convnext_tiny) from timm itself, so a
@@ -6,18 +6,20 @@ ratio between the two is measured in one run on one machine. Anything missing
 raises NotImplementedError, which asv reports as a skip.
 
 Throughput follows timm's `benchmark.py`: eval mode, random input, channels_last
-and autocast on GPU, warm-up steps, then `batch * steps / seconds` with the
-device synchronised around the timed loop. A training step is forward, cross
-entropy against random labels, backward and an SGD step.
+and autocast on GPU, warm-up steps, then images per second from the median
+step time (`timing.measure`), the device synchronised after every step. A
+training step is forward, cross entropy against random labels, backward and an
+SGD step.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+from .timing import measure
 
 A2MAMBA_VARIANTS = ["a2mamba_n", "a2mamba_t", "a2mamba_s", "a2mamba_b", "a2mamba_l"]
 REFERENCE_MODELS = ["resnet50", "convnext_tiny"]
@@ -68,9 +70,9 @@ def create_model(name: str, setting: Setting, allowed_on_cpu: list[str] = CPU_MO
     return model
 
 
-def random_batch(setting: Setting, batch: int | None = None) -> torch.Tensor:
+def random_batch(setting: Setting, img_size: int = IMG_SIZE) -> torch.Tensor:
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(batch or setting.batch, 3, IMG_SIZE, IMG_SIZE, generator=gen).to(setting.device)
+    x = torch.randn(setting.batch, 3, img_size, img_size, generator=gen).to(setting.device)
     return x.contiguous(memory_format=torch.channels_last) if setting.device == "cuda" else x
 
 
@@ -83,8 +85,8 @@ def _sync(setting: Setting) -> None:
         torch.cuda.synchronize()
 
 
-def inference_step(model: torch.nn.Module, setting: Setting) -> Callable[[], None]:
-    x = random_batch(setting)
+def inference_step(model: torch.nn.Module, setting: Setting, img_size: int = IMG_SIZE) -> Callable[[], None]:
+    x = random_batch(setting, img_size)
 
     def step():
         with torch.no_grad(), _autocast(setting):
@@ -94,9 +96,9 @@ def inference_step(model: torch.nn.Module, setting: Setting) -> Callable[[], Non
     return step
 
 
-def train_step(model: torch.nn.Module, setting: Setting) -> Callable[[], None]:
+def train_step(model: torch.nn.Module, setting: Setting, img_size: int = IMG_SIZE) -> Callable[[], None]:
     model.train()
-    x = random_batch(setting)
+    x = random_batch(setting, img_size)
     target = torch.randint(0, 1000, (setting.batch,), generator=torch.Generator().manual_seed(0)).to(setting.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
     scaler = torch.amp.GradScaler(setting.device, enabled=setting.amp)
@@ -114,19 +116,15 @@ def train_step(model: torch.nn.Module, setting: Setting) -> Callable[[], None]:
     return step
 
 
-def images_per_second(step: Callable[[], None], batch: int, warmup: int, steps: int) -> float:
-    """timm benchmark.py's figure: `batch * steps / seconds` after `warmup` untimed steps."""
-    for _ in range(warmup):
-        step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return batch * steps / (time.perf_counter() - start)
+def images_per_second(step: Callable[[], None], batch: int, rounds: int, warmup: int, device: str = "cpu") -> float:
+    """`batch` over the median seconds of one step (timm benchmark.py's figure, per step)."""
+    return batch / measure(step, rounds=rounds, warmup=warmup, device=device).median
 
 
-def loop_lengths(setting: Setting) -> tuple[int, int]:
-    """(warm-up, timed) steps: timm's 10 and 40 on GPU. On two CPU cores a batch of 64 takes
-    seconds, so the suite's own warm-up step (in setup) stands in for the warm-up there."""
+def throughput_rounds(setting: Setting) -> tuple[int, int]:
+    """(warm-up, timed) steps, the same for every model of a setting: timm's 10 warm-up steps
+    on GPU. On two CPU cores a batch of 64 takes seconds, so the suite's own warm-up step (in
+    setup) stands in for the warm-up there."""
     if setting.device == "cuda":
-        return 10, 40
+        return 10, 20
     return (0, 3) if setting.batch == 1 else (0, 1)
