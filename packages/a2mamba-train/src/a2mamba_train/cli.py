@@ -80,7 +80,9 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def _fail(prog: str, message: str, code: int = EXIT_USAGE) -> int:
-    print(f"{prog}: error: {message}", file=sys.stderr)
+    # one line whatever the message: a library's multi-line text must not look like a traceback
+    text = "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    print(f"{prog}: error: {text}", file=sys.stderr)
     return code
 
 
