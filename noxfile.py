@@ -54,7 +54,7 @@ def install_all(session: nox.Session) -> None:
     install_ops(session)
     # Models and train are pure Python; install them with their remaining dependencies.
     # pytest-benchmark: benchmarks/pytest_bench needs its fixture wherever pytest collects benchmarks/.
-    session.install(str(MODELS), str(TRAIN), *TEST_TOOLS, "pytest-benchmark")
+    session.install(f"{MODELS}[test]", str(TRAIN), *TEST_TOOLS, "pytest-benchmark")
 
 
 @nox.session(python="3.11")
