@@ -10,6 +10,7 @@ nox -s cpu_targets the CPU speed targets side by side in one run, JSON + table +
 nox -s asv         asv quick suite on the current commit + HTML report (.asv/html)
 nox -s asv_history -- A..B   asv over a commit range, per-commit environments
 nox -s asv_compare [-- A B]  fail on a >10 % slowdown or an accuracy drop (default main~1 -> main)
+nox -s timm_contract  timm's own model tests (from the installed release's sdist) against our models
 nox -s lint        ruff check + ruff format --check
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -52,7 +54,7 @@ def install_all(session: nox.Session) -> None:
     install_ops(session)
     # Models and train are pure Python; install them with their remaining dependencies.
     # pytest-benchmark: benchmarks/pytest_bench needs its fixture wherever pytest collects benchmarks/.
-    session.install(str(MODELS), str(TRAIN), *TEST_TOOLS, "pytest-benchmark")
+    session.install(f"{MODELS}[test]", str(TRAIN), *TEST_TOOLS, "pytest-benchmark")
 
 
 @nox.session(python="3.11")
@@ -297,6 +299,48 @@ def asv_compare(session: nox.Session) -> None:
         "--split",
         base,
         head,
+    )
+
+
+# timm's own model tests that cannot apply to A2Mamba, each with its reason (see packages/a2mamba-models/README.md):
+# - torchscript, fx_torchscript: TorchScript is deprecated in PyTorch 2 (torch.jit.script warns to use torch.compile
+#   or torch.export); the ops choose their backend and check their arguments in Python, which TorchScript cannot
+#   compile. torch.export, ONNX and torch.compile(fullgraph=True) are the supported ways to capture the model.
+TIMM_CONTRACT_SELECTION = "a2mamba and not torchscript"
+
+
+@nox.session(python="3.11")
+def timm_contract(session: nox.Session) -> None:
+    """timm's tests/test_models.py, from the sdist of the installed timm release, run against our models."""
+    install_all(session)
+    version = session.run("python", "-c", "import timm; print(timm.__version__)", silent=True).strip()
+    download = Path(session.create_tmp()) / f"timm-{version}-sdist"
+    shutil.rmtree(download, ignore_errors=True)
+    session.run("pip", "download", "--no-binary", ":all:", "--no-deps", f"timm=={version}", "-d", str(download))
+    (sdist,) = download.glob("timm-*.tar.gz")
+    # Only the tests: run against the installed timm, not the source tree next to them.
+    with tarfile.open(sdist) as archive:
+        members = [m for m in archive.getmembers() if m.name.startswith(f"timm-{version}/tests/") and m.isfile()]
+        archive.extractall(download, members=members, filter="data")
+    tests = download / f"timm-{version}" / "tests"
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-p",
+        "a2mamba_models",  # registers the models before timm's tests enumerate them
+        "-p",
+        "no:cacheprovider",
+        "-W",
+        "ignore::pytest.PytestUnknownMarkWarning",  # timm's timeout marks (pytest-timeout not needed here)
+        "-ra",
+        "--rootdir",
+        str(tests.parent),
+        str(tests / "test_models.py"),
+        "-k",
+        TIMM_CONTRACT_SELECTION,
+        *session.posargs,
+        env={"TORCH_DEVICE": "cpu", "OMP_NUM_THREADS": "1"},
     )
 
 

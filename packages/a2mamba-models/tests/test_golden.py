@@ -100,7 +100,7 @@ def test_float32_logits_and_features(golden_model, golden, backend):
 
 
 def test_stage_geometry_matches_reference(golden):
-    """The derived dilations of branch 2 at the golden input sizes (spec section 5.2)."""
+    """The derived dilations of branch 2 at the golden input sizes (docs/architecture.md §5.3 and §5.4)."""
     from a2mamba_models import branch_windows
 
     for name, stages in golden["meta"]["stage_geometry"].items():

@@ -1,18 +1,22 @@
-"""The A2Mamba network (spec section 2), with the timm model interface."""
+"""The A2Mamba network (docs/architecture.md §2), with the timm model interface."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
-from timm.layers import trunc_normal_
+from timm.layers import SelectAdaptivePool2d, register_notrace_function, trunc_normal_
 from timm.models._features import feature_take_indices
 from torch import Tensor, nn
 
 from .block import Stage
+from .layers import autocast_enabled
 
 NUM_STAGES = 4
 STRIDES = (4, 8, 16, 32)
+# timm's global_pool values that keep the classifier's width (catavgmax would double it).
+GLOBAL_POOLS = ("avg", "max", "avgmax", "")
 
 
 def _per_stage(name: str, value, cast=None) -> list:
@@ -27,6 +31,39 @@ def _image_size(image_size) -> tuple[int, int]:
     if isinstance(image_size, Sequence) and len(image_size) == 2:
         return int(image_size[0]), int(image_size[1])
     raise ValueError(f"image_size must be an int or an (H, W) pair, got {image_size!r}")
+
+
+def _check_global_pool(global_pool) -> str:
+    if global_pool not in GLOBAL_POOLS:
+        raise ValueError(f"global_pool must be one of {GLOBAL_POOLS} ('' keeps the unpooled map), got {global_pool!r}")
+    return global_pool
+
+
+@register_notrace_function
+def check_image(x: Tensor, in_chans: int, weight: Tensor) -> Tensor:
+    """`x` unchanged if it is an image batch the model can run (a separate function so that FX leaves it opaque)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"x must be a (batch, channels, height, width) tensor, got shape {tuple(x.shape)}")
+    if x.shape[1] != in_chans:
+        raise ValueError(
+            f"x has {x.shape[1]} channels but the model takes in_chans={in_chans} "
+            f"(input shape {tuple(x.shape)}, expected (B, {in_chans}, H, W))"
+        )
+    if x.shape[2] < 32 or x.shape[3] < 32:
+        raise ValueError(
+            f"x must be at least 32x32 pixels so that the stride-32 stage keeps one pixel, "
+            f"got {x.shape[2]}x{x.shape[3]}"
+        )
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor (normalised image), got dtype {x.dtype}")
+    if x.dtype != weight.dtype and not autocast_enabled(x.device.type):
+        raise TypeError(
+            f"x has dtype {x.dtype} but the model's weights are {weight.dtype}; convert one of them "
+            f"(x.to({weight.dtype}) or model.to({x.dtype})) or run under torch.autocast"
+        )
+    return x
 
 
 def _conv_bn(in_ch: int, out_ch: int, stride: int) -> list[nn.Module]:
@@ -54,17 +91,34 @@ class A2Mamba(nn.Module):
         resscales: Sequence[bool] = (False, False, False, False),
         layer_init_values: Sequence[float] = (1, 1, 1, 1),
         use_checkpoint: Sequence[int] = (0, 0, 0, 0),
+        global_pool: str = "avg",
+        drop_rate: float = 0.0,
+        device=None,
+        dtype=None,
         **kwargs,
     ):
         super().__init__()
-        # timm passes a few generic keyword arguments; accept those we can honour, reject the rest.
+        # timm's generic img_size is the reference's image_size; anything else unknown is an error.
         img_size = kwargs.pop("img_size", None)
         if img_size is not None:
             image_size = img_size
-        if kwargs.pop("global_pool", "avg") not in ("avg", None):
-            raise ValueError("global_pool must be 'avg' for A2Mamba")
         if kwargs:
             raise TypeError(f"A2Mamba got unexpected keyword arguments {sorted(kwargs)}")
+        # Parameters are created directly on `device` (the meta device allocates nothing), then cast once.
+        with torch.device(device) if device is not None else contextlib.nullcontext():
+            self._build(
+                image_size, in_chans, num_classes, embed_dims, depths, num_heads, window_size, window_dilation,
+                use_rpb, mlp_ratios, drop_path_rate, projection, layerscales, resscales, layer_init_values,
+                use_checkpoint, global_pool, drop_rate,
+            )  # fmt: skip
+        if dtype is not None:
+            self.to(dtype=dtype)
+
+    def _build(
+        self, image_size, in_chans, num_classes, embed_dims, depths, num_heads, window_size, window_dilation,
+        use_rpb, mlp_ratios, drop_path_rate, projection, layerscales, resscales, layer_init_values,
+        use_checkpoint, global_pool, drop_rate,
+    ) -> None:  # fmt: skip
         if not isinstance(in_chans, int) or in_chans < 1:
             raise ValueError(f"in_chans must be a positive int, got {in_chans!r}")
         if not isinstance(num_classes, int) or num_classes < 0:
@@ -87,6 +141,10 @@ class A2Mamba(nn.Module):
         self.head_hidden_size = projection
         self.projection = projection
         self.drop_path_rate = drop_path_rate
+        self.global_pool = _check_global_pool(global_pool)
+        if not 0.0 <= float(drop_rate) < 1.0:
+            raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate!r}")
+        self.drop_rate = float(drop_rate)
 
         c0 = embed_dims[0]
         self.patch_embed = nn.Sequential(
@@ -133,9 +191,11 @@ class A2Mamba(nn.Module):
             nn.Conv2d(embed_dims[-1], projection, 1),
             nn.BatchNorm2d(projection),
             nn.SiLU(),
-            nn.AdaptiveAvgPool2d(1),
+            SelectAdaptivePool2d(pool_type=self.global_pool),
             nn.Conv2d(projection, num_classes, 1) if num_classes > 0 else nn.Identity(),
         )
+        # Not inside `classifier`: the checkpoints address the last convolution as `classifier.4`.
+        self.head_drop = nn.Dropout(self.drop_rate)
         self.apply(self._init_weights)
 
     @staticmethod
@@ -177,57 +237,43 @@ class A2Mamba(nn.Module):
         return self.classifier[4]
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        if global_pool not in (None, "avg"):
-            raise ValueError(f"global_pool must be 'avg' for A2Mamba, got {global_pool!r}")
-        if not isinstance(num_classes, int) or num_classes < 0:
+        """A new last layer for `num_classes` (0: none); `global_pool` None keeps the current pooling."""
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
             raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
+        if not isinstance(self.classifier, nn.Sequential):
+            raise RuntimeError("the classifier was removed by prune_intermediate_layers(); there is no head to reset")
+        if global_pool is not None:
+            self.global_pool = _check_global_pool(global_pool)
+            self.classifier[3] = SelectAdaptivePool2d(pool_type=self.global_pool)
         self.num_classes = num_classes
-        old = self.classifier[4]
-        head = nn.Conv2d(self.projection, num_classes, 1) if num_classes > 0 else nn.Identity()
-        if isinstance(head, nn.Conv2d):
+        if num_classes > 0:
+            # Same device and dtype as the projection before it, and the model's train/eval mode.
+            ref = self.classifier[0].weight
+            head = nn.Conv2d(self.projection, num_classes, 1, device=ref.device, dtype=ref.dtype)
             self._init_weights(head)
-            ref = old.weight if isinstance(old, nn.Conv2d) else self.classifier[0].weight
-            head.to(device=ref.device, dtype=ref.dtype)
-        self.classifier[4] = head
+        else:
+            head = nn.Identity()
+        self.classifier[4] = head.train(self.training)
+        self.classifier[3].train(self.training)
 
     # ----------------------------------------------------------------- forward
 
-    def _check_input(self, x: Tensor) -> None:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != 4:
-            raise ValueError(f"x must be a (batch, channels, height, width) tensor, got shape {tuple(x.shape)}")
-        if x.shape[1] != self.in_chans:
-            raise ValueError(
-                f"x has {x.shape[1]} channels but the model takes in_chans={self.in_chans} "
-                f"(input shape {tuple(x.shape)}, expected (B, {self.in_chans}, H, W))"
-            )
-        if x.shape[2] < 32 or x.shape[3] < 32:
-            raise ValueError(
-                f"x must be at least 32x32 pixels so that the stride-32 stage keeps one pixel, "
-                f"got {x.shape[2]}x{x.shape[3]}"
-            )
-        if not x.is_floating_point():
-            raise TypeError(f"x must be a floating-point tensor (normalised image), got dtype {x.dtype}")
-        weight = self.patch_embed[0].weight
-        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
-            raise TypeError(
-                f"x has dtype {x.dtype} but the model's weights are {weight.dtype}; convert one of them "
-                f"(x.to({weight.dtype}) or model.to({x.dtype})) or run under torch.autocast"
-            )
+    def _check_input(self, x: Tensor) -> Tensor:
+        return check_image(x, self.in_chans, self.patch_embed[0].weight)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        self._check_input(x)
-        x = self.patch_embed(x)
+        x = self.patch_embed(self._check_input(x))
         for layer in self.layers:
             x = layer(x)
         return x
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.classifier[:4](x)
-        if pre_logits:
-            return x.flatten(1)
-        return self.classifier[4](x).flatten(1)
+        """Projection, pooling and classifier; with `global_pool=''` the result keeps its (B, C, h, w) map."""
+        proj, norm, act, pool = self.classifier[0], self.classifier[1], self.classifier[2], self.classifier[3]
+        x = self.head_drop(pool(act(norm(proj(x)))))
+        if not pre_logits:
+            x = self.classifier[4](x)
+        return x.flatten(1) if self.global_pool else x
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
@@ -245,8 +291,7 @@ class A2Mamba(nn.Module):
         if output_fmt not in ("NCHW", "NHWC"):
             raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
         take_indices, max_index = feature_take_indices(NUM_STAGES, indices)
-        self._check_input(x)
-        x = self.patch_embed(x)
+        x = self.patch_embed(self._check_input(x))
         last = max_index if (stop_early or intermediates_only) else NUM_STAGES - 1
         intermediates = []
         for i in range(last + 1):

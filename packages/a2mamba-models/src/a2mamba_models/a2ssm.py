@@ -1,4 +1,4 @@
-"""A2SSM: a selective scan whose hidden states are re-aggregated by the attention maps (spec section 6)."""
+"""A2SSM: a selective scan whose hidden states are re-aggregated by the attention maps (docs/architecture.md §7)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from a2mamba_ops import na2d_av, selective_scan_state
 
 from .geometry import BranchWindows
-from .layers import island_dtype
+from .layers import autocast_off, island_dtype
 
 
 def _inverse_softplus(x: Tensor) -> Tensor:
@@ -31,7 +31,7 @@ class A2SSM(nn.Module):
         self.dt_rank = math.ceil(d_model / 16)
         R, N = self.dt_rank, d_state
 
-        # Own initialisation (spec section 7); the model-wide init skips these plain parameters.
+        # Own initialisation (docs/architecture.md §9); the model-wide init skips these plain parameters.
         x_proj = nn.Linear(d_model, R + 2 * N, bias=False)
         self.x_proj_weight = nn.Parameter(x_proj.weight.detach().clone())
         self.dt_projs_weight = nn.Parameter(torch.empty(d_model, R).uniform_(-(R**-0.5), R**-0.5))
@@ -62,7 +62,7 @@ class A2SSM(nn.Module):
         )  # (B, C, 1, L)
 
         dtype = h.dtype
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with autocast_off(x.device.type):
             # Heads of width c = C/n in (B, heads, H, W, c) layout, channel i*c + j.
             heads = h.reshape(B, n, C // n, H, W).permute(0, 1, 3, 4, 2)
             half = n // 2

@@ -6,14 +6,28 @@ published checkpoints address parameters by those names.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 
 def island_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype of the spec's "in float32" islands: float32 for half types, else the dtype itself."""
+    """The dtype of the "in float32" islands (docs/architecture.md §8): float32 for half types, else the dtype."""
     return torch.promote_types(dtype, torch.float32)
+
+
+def autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for `device_type`; False for devices autocast does not know (meta)."""
+    return torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)
+
+
+def autocast_off(device_type: str) -> contextlib.AbstractContextManager:
+    """Autocast disabled for `device_type` (a no-op on devices without autocast, such as meta)."""
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return contextlib.nullcontext()
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -82,7 +96,7 @@ class RoPE2d(nn.Module):
 
     def _apply(self, fn, recurse=True):
         # model.half()/.bfloat16() would round the angles (and positions * angle) beyond use;
-        # keep them at least float32, as the spec's precision rule asks. float64 models get float64.
+        # keep them at least float32 (docs/architecture.md §8.3). float64 models get float64.
         before = self.angle
         super()._apply(fn, recurse)
         if self.angle.dtype in (torch.float16, torch.bfloat16) and before.is_floating_point():

@@ -1,16 +1,17 @@
-"""MASS, the token mixer of every block (spec section 5)."""
+"""MASS, the token mixer of every block (docs/architecture.md §5)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_module
 from torch import Tensor, nn
 
 from a2mamba_ops import na2d_av, na2d_qk
 
 from .a2ssm import A2SSM
 from .geometry import branch_windows, crop_bias
-from .layers import LayerNorm2d, apply_rope, island_dtype
+from .layers import LayerNorm2d, apply_rope, autocast_off, island_dtype
 
 
 class TiedBiasTables(nn.ParameterList):
@@ -21,7 +22,17 @@ class TiedBiasTables(nn.ParameterList):
     `state_dict()` writes it twice, and a checkpoint whose two copies differ
     cannot come from that model, so loading one is an error rather than a
     silent "last key wins".
+
+    `state_dict()` writes key `1` as a copy, not as a second view of the same
+    memory: safetensors (and so `timm.models.save_for_hf` and `push_to_hf_hub`)
+    refuses tensors that share memory. The table is small (heads/2 x (2K-1)^2).
     """
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        shared = destination.get(prefix + "1")
+        if not keep_vars and isinstance(shared, Tensor):
+            destination[prefix + "1"] = shared.clone()
 
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
@@ -46,6 +57,9 @@ def _softmax(logits: Tensor, like: Tensor) -> Tensor:
     return torch.softmax(logits, dim=-1, dtype=island_dtype(logits.dtype)).to(like.dtype)
 
 
+# A leaf for torch.fx: the window geometry is Python arithmetic on the map's size, which a symbolic
+# trace cannot evaluate; the traced graph calls the whole token mixer instead.
+@register_notrace_module
 class MASS(nn.Module):
     """Two neighbourhood-attention branches (+ A2SSM in local stages, full attention in the global stage)."""
 
@@ -117,7 +131,7 @@ class MASS(nn.Module):
             o = self.ssm(o, attn1, attn2, windows)
 
         o = self.norm(o) + lepe
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with autocast_off(x.device.type):
             dtype = island_dtype(o.dtype)
             o = (o.to(dtype) * gate.to(dtype)).to(o.dtype)
         return self.proj(o)

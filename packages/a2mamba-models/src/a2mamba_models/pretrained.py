@@ -24,6 +24,8 @@ from torch import Tensor, nn
 STATE_DICT_KEYS = ("state_dict", "model", "state_dict_ema")
 _PREFIXES = ("module.", "_orig_mod.")
 HUB_PROBE_TIMEOUT_S = 3.0
+# File names of timm's hub layout (config.json + weights), in the order they are tried.
+HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
@@ -73,13 +75,67 @@ def unwrap_state_dict(obj, use_ema: bool = False) -> dict[str, Tensor]:
     return cleaned
 
 
-def read_checkpoint(path: str | os.PathLike, sha256: str | None = None, use_ema: bool = False) -> dict[str, Tensor]:
-    """Load a checkpoint file safely (`weights_only=True`) and return its state dict.
+def _is_safetensors(path: Path) -> bool:
+    """A safetensors file starts with an 8-byte header length, then its JSON header."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return path.suffix == ".safetensors" or (len(head) == 9 and head[8:9] == b"{")
 
-    `sha256`: when given, the file's SHA-256 must match (checked before unpickling).
+
+def _weights_in_folder(folder: Path) -> Path:
+    for name in HUB_WEIGHT_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"{folder} is a folder without weights: expected {' or '.join(HUB_WEIGHT_FILES)} in it")
+
+
+def _unreadable(path: Path, detail: str) -> CheckpointMismatch:
+    return CheckpointMismatch(
+        f"cannot read {path}: it is not a PyTorch checkpoint or a safetensors file, or it is truncated or corrupt "
+        f"({detail}). Pass a file written by torch.save or safetensors; download it again if it may be incomplete"
+    )
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def _load_safetensors(path: Path) -> dict[str, Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as e:  # safetensors reports a damaged header in several ways
+        raise _unreadable(path, _first_line(e)) from e
+
+
+def _load_torch(path: Path) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "unsupported global" in str(e).lower():
+            # A pickle that names code to run (a class, a function) to rebuild its objects: refuse, say how to fix.
+            raise CheckpointMismatch(
+                f"refusing to load {path}: it is not a plain weights file (torch.load(weights_only=True) failed: "
+                f"{str(e).splitlines()[0]}). Re-save just the state dict: torch.save(model.state_dict(), path)"
+            ) from e
+        raise _unreadable(path, "not a valid pickle") from e
+    except Exception as e:  # random bytes or text end in IndexError, KeyError, ValueError, RuntimeError, ...
+        raise _unreadable(path, _first_line(e)) from e
+
+
+def read_checkpoint(path: str | os.PathLike, sha256: str | None = None, use_ema: bool = False) -> dict[str, Tensor]:
+    """Load a checkpoint file safely and return its state dict.
+
+    `path`: a `torch.save` file (read with `weights_only=True`), a `.safetensors` file, or a folder in
+    timm's hub layout (`model.safetensors` or `pytorch_model.bin`).
+    `sha256`: when given, the file's SHA-256 must match (checked before reading).
     `use_ema`: prefer `state_dict_ema` when the file holds several state dicts.
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        path = _weights_in_folder(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     if sha256 is not None:
@@ -88,15 +144,7 @@ def read_checkpoint(path: str | os.PathLike, sha256: str | None = None, use_ema:
             raise CheckpointMismatch(
                 f"SHA-256 of {path} is {actual}, expected {sha256}; the file is corrupt or not the expected one"
             )
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointMismatch(
-            f"refusing to load {path}: it is not a plain weights file (torch.load(weights_only=True) failed: "
-            f"{str(e).splitlines()[0]}). Re-save just the state dict: torch.save(model.state_dict(), path)"
-        ) from e
-    except (RuntimeError, EOFError, OSError) as e:
-        raise CheckpointMismatch(f"cannot read {path} as a PyTorch checkpoint (truncated or corrupt?): {e}") from e
+    obj = _load_safetensors(path) if _is_safetensors(path) else _load_torch(path)
     return unwrap_state_dict(obj, use_ema=use_ema)
 
 
@@ -203,7 +251,7 @@ def _unavailable(variant: str, hub_id: str, filename: str, reason: str) -> Pretr
         f"cannot get the pretrained weights of {variant}: {reason}.\n"
         f"Download '{filename}' from the Hugging Face hub repo '{hub_id}' on a machine with internet access "
         f"(https://huggingface.co/{hub_id}/blob/main/{filename}, or "
-        f"`huggingface-cli download {hub_id} {filename}`), copy it here and pass it with\n"
+        f"`hf download {hub_id} {filename}`), copy it here and pass it with\n"
         f"  timm.create_model('{variant}', pretrained=True, pretrained_cfg_overlay=dict(file='/path/to/{basename}'))\n"
         f"or load it into a model with a2mamba_models.load_checkpoint(model, '/path/to/{basename}')."
     )
@@ -261,9 +309,17 @@ def resolve_pretrained_state_dict(variant: str, pretrained_cfg, overlay: Mapping
         found = get_pretrained_cfg(tagged)
         cfg = found.to_dict() if found is not None else {}
     cfg = {**cfg, **overlay}
-    if cfg.get("file"):
+    if cfg.get("file"):  # a local file, or a folder in timm's hub layout (`local-dir:` model names)
         return read_checkpoint(cfg["file"], sha256=sha256)
     hub_id, filename = cfg.get("hf_hub_id"), cfg.get("hf_hub_filename")
-    if not hub_id or not filename:
+    if not hub_id:
         raise PretrainedWeightsUnavailable(f"{variant} has no pretrained weights; use pretrained=False")
-    return read_checkpoint(download_from_hub(variant, hub_id, filename, cache_dir=cache_dir), sha256=sha256)
+    if filename:
+        return read_checkpoint(download_from_hub(variant, hub_id, filename, cache_dir=cache_dir), sha256=sha256)
+    # A repository in timm's hub layout (`hf-hub:` model names): safetensors weights first.
+    for name in HUB_WEIGHT_FILES[:-1]:
+        try:
+            return read_checkpoint(download_from_hub(variant, hub_id, name, cache_dir=cache_dir), sha256=sha256)
+        except PretrainedWeightsUnavailable:
+            pass
+    return read_checkpoint(download_from_hub(variant, hub_id, HUB_WEIGHT_FILES[-1], cache_dir=cache_dir), sha256=sha256)

@@ -15,7 +15,7 @@ HUB_FOLDER = "a2mamba_pretrained_weights"
 
 _COMMON = dict(window_size=[11, 9, 7, 7], use_rpb=True, projection=1024)
 
-# Constructor arguments of each released configuration (spec section 1).
+# Constructor arguments of each released configuration (docs/architecture.md §1.1 and §1.3).
 VARIANT_ARGS: dict[str, dict[str, Any]] = {
     "a2mamba_n": dict(
         embed_dims=[32, 64, 128, 192], depths=[2, 2, 8, 2], num_heads=[2, 2, 4, 8], mlp_ratios=[4, 4, 3, 3], **_COMMON
@@ -104,12 +104,16 @@ default_cfgs = generate_default_cfgs(
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> A2Mamba:
     sha256 = kwargs.pop("pretrained_sha256", None)
+    given_cfg = kwargs.get("pretrained_cfg")
+    source = given_cfg.get("source") if isinstance(given_cfg, dict) else None
     if pretrained:
         # Fetch and validate the weights here (fast, clear errors), then hand them to timm as a state dict.
         overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {})
         overlay["state_dict"] = resolve_pretrained_state_dict(
             variant, kwargs.get("pretrained_cfg"), overlay, sha256=sha256, cache_dir=kwargs.get("cache_dir")
         )
+        # timm reads `local-dir:` / `hf-hub:` sources itself, ignoring a given state dict; it is read already.
+        overlay["source"] = ""
         kwargs["pretrained_cfg_overlay"] = overlay
     model = build_model_with_cfg(
         A2Mamba,
@@ -119,36 +123,57 @@ def _create(variant: str, pretrained: bool = False, **kwargs) -> A2Mamba:
         feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
         **kwargs,
     )
-    _drop_loaded_state_dict(model)
+    _tidy_pretrained_cfg(model, source)
     return model
 
 
-def _drop_loaded_state_dict(model) -> None:
-    """The weights were passed through pretrained_cfg; do not keep a second copy of them alive."""
+def _tidy_pretrained_cfg(model, source: str | None) -> None:
+    """Drop the weights passed through pretrained_cfg (no second copy kept alive); restore the source it named."""
     for m in (model, getattr(model, "model", None)):
         cfg = getattr(m, "pretrained_cfg", None)
-        if isinstance(cfg, dict) and cfg.get("state_dict") is not None:
-            cfg["state_dict"] = None
+        if isinstance(cfg, dict):
+            if cfg.get("state_dict") is not None:
+                cfg["state_dict"] = None
+            if source:
+                cfg["source"] = source
 
 
-def _entry(name: str):
-    def create(pretrained: bool = False, **kwargs) -> A2Mamba:
-        return _create(name, pretrained, **dict(VARIANT_ARGS[name], **kwargs))
-
-    create.__name__ = name
-    create.__qualname__ = name
-    create.__doc__ = (
-        f"A2Mamba-{SIZE_NAMES[name].capitalize()} (ImageNet-1k weights: {HUB_ID}/{hub_filename(name)})."
-        if name in PUBLISHED
-        else "Tiny test-only A2Mamba (NOT a published model, no pretrained weights)."
-    )
-    create.__module__ = __name__
-    return register_model(create)
+def _variant(name: str, pretrained: bool, kwargs: dict[str, Any]) -> A2Mamba:
+    """A registered variant: its released configuration, overridden by the caller's keyword arguments."""
+    return _create(name, pretrained, **dict(VARIANT_ARGS[name], **kwargs))
 
 
-a2mamba_n = _entry("a2mamba_n")
-a2mamba_t = _entry("a2mamba_t")
-a2mamba_s = _entry("a2mamba_s")
-a2mamba_b = _entry("a2mamba_b")
-a2mamba_l = _entry("a2mamba_l")
-a2mamba_test = _entry("a2mamba_test")
+@register_model
+def a2mamba_n(pretrained: bool = False, **kwargs) -> A2Mamba:
+    """A2Mamba-Nano, 4.2 M parameters (ImageNet-1k weights: LMMM2025/A2Mamba, a2mamba_nano.pth)."""
+    return _variant("a2mamba_n", pretrained, kwargs)
+
+
+@register_model
+def a2mamba_t(pretrained: bool = False, **kwargs) -> A2Mamba:
+    """A2Mamba-Tiny, 15.4 M parameters (ImageNet-1k weights: LMMM2025/A2Mamba, a2mamba_tiny.pth)."""
+    return _variant("a2mamba_t", pretrained, kwargs)
+
+
+@register_model
+def a2mamba_s(pretrained: bool = False, **kwargs) -> A2Mamba:
+    """A2Mamba-Small, 30.7 M parameters (ImageNet-1k weights: LMMM2025/A2Mamba, a2mamba_small.pth)."""
+    return _variant("a2mamba_s", pretrained, kwargs)
+
+
+@register_model
+def a2mamba_b(pretrained: bool = False, **kwargs) -> A2Mamba:
+    """A2Mamba-Base, 51.1 M parameters (ImageNet-1k weights: LMMM2025/A2Mamba, a2mamba_base.pth)."""
+    return _variant("a2mamba_b", pretrained, kwargs)
+
+
+@register_model
+def a2mamba_l(pretrained: bool = False, **kwargs) -> A2Mamba:
+    """A2Mamba-Large, 93.7 M parameters (ImageNet-1k weights: LMMM2025/A2Mamba, a2mamba_large.pth)."""
+    return _variant("a2mamba_l", pretrained, kwargs)
+
+
+@register_model
+def a2mamba_test(pretrained: bool = False, **kwargs) -> A2Mamba:
+    """Tiny test-only A2Mamba (NOT a published model, no pretrained weights)."""
+    return _variant("a2mamba_test", pretrained, kwargs)

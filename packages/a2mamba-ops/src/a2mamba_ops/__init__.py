@@ -9,6 +9,7 @@ backends; the fastest one for the tensors' device runs unless `use_backend`
 forces another.
 """
 
+from . import _export  # noqa: F401  (lets torch.onnx.export decompose the native ops)
 from ._backends import available_backends, use_backend
 from ._version import __version__
 from .na2d import na2d_av, na2d_qk
