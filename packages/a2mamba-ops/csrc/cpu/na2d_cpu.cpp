@@ -68,50 +68,6 @@ void neighbourhood_dot_generic(const Geometry& g, const T* x, const T* y, const 
   });
 }
 
-template <typename T>
-void neighbourhood_sum_generic(const Geometry& g, const T* w, const T* y, T* out) {
-  const int64_t kh = g.rows.kernel, kw = g.cols.kernel, C = g.dim, W = g.W;
-  parallel_rows(g, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t bh = row / g.H, i = row % g.H;
-      const T* y_plane = y + bh * g.H * W * C;
-      for (int64_t j = 0; j < W; ++j) {
-        const T* wq = w + (row * W + j) * g.slots();
-        T* o = out + (row * W + j) * C;
-        std::fill(o, o + C, T(0));
-        for (int64_t th = 0; th < kh; ++th) {
-          const T* y_row = y_plane + g.rows.key(i, th) * W * C;
-          for (int64_t tw = 0; tw < kw; ++tw) {
-            axpy(wq[th * kw + tw], y_row + g.cols.key(j, tw) * C, o, C);
-          }
-        }
-      }
-    }
-  });
-}
-
-template <typename T>
-void inverse_sum_generic(const Geometry& g, const T* w, const T* x, T* out) {
-  const int64_t kw = g.cols.kernel, C = g.dim, W = g.W;
-  parallel_rows(g, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t bh = row / g.H, a = row % g.H;
-      const int64_t plane = bh * g.H * W;
-      for (int64_t b = 0; b < W; ++b) {
-        T* o = out + (row * W + b) * C;
-        std::fill(o, o + C, T(0));
-        for (int64_t pr = g.rows.inverse_offset[a]; pr < g.rows.inverse_offset[a + 1]; ++pr) {
-          const int64_t i = g.rows.inverse_query[pr], ti = g.rows.inverse_slot[pr];
-          for (int64_t pc = g.cols.inverse_offset[b]; pc < g.cols.inverse_offset[b + 1]; ++pc) {
-            const int64_t p = plane + i * W + g.cols.inverse_query[pc];
-            axpy(w[p * g.slots() + ti * kw + g.cols.inverse_slot[pc]], x + p * C, o, C);
-          }
-        }
-      }
-    }
-  });
-}
-
 // ---------------------------------------------------------------------------- vectorised paths
 //
 // neighbourhood_dot, vectorised over a window row: the keys of query (i, j) in window row th are
@@ -137,6 +93,8 @@ struct KeysByColumn {
       }
     }
     storage = at::zeros({g.batch_heads * g.H, C, padded_w}, c10::CppTypeToScalarType<T>::value);
+    data = storage.const_data_ptr<T>();
+    row_size = C * padded_w;
     T* out = storage.mutable_data_ptr<T>();
     parallel_rows(g, [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
@@ -150,7 +108,10 @@ struct KeysByColumn {
       }
     });
   }
-  const T* row(int64_t r) const { return storage.const_data_ptr<T>() + r * storage.size(1) * padded_w; }
+  const T* row(int64_t r) const { return data + r * row_size; }
+  // Cached: Tensor::const_data_ptr checks the dtype on every call, and row() is on the hot path.
+  const T* data = nullptr;
+  int64_t row_size = 0;
 };
 
 // kRows window rows of one query: acc[u] = sum_c x[c] * keys[u] + c * stride, kVecs vectors wide.
@@ -231,24 +192,36 @@ void neighbourhood_dot(const Geometry& g, const T* x, const T* y, const T* rpb, 
   }
 }
 
-// Weighted sums over a channel row kept in registers: out = sum_k w_k * y_k, kVecs vectors of channels.
+// Weighted sums of channel rows, out = sum_k w_k * y_k: kept in registers, kVecs vectors of channels ...
 template <typename T, int kVecs>
 struct ChannelSum {
+  T* out;
   Vec<T> acc[kVecs] = {};
+  ChannelSum(T* out_, int64_t) : out(out_) {}
   inline void add(T w, const T* __restrict y) {
     for (int v = 0; v < kVecs; ++v) {
       acc[v] += w * load(y + v * kLanes<T>);
     }
   }
-  inline void store_to(T* out) const {
+  inline void finish() const {
     for (int v = 0; v < kVecs; ++v) {
       store(out + v * kLanes<T>, acc[v]);
     }
   }
 };
 
-template <typename T, int kVecs>
-void neighbourhood_sum_vec(const Geometry& g, const T* w, const T* y, T* out) {
+// ... or, for any other channel count, accumulated in the output row itself.
+template <typename T>
+struct ChannelSumInMemory {
+  T* out;
+  int64_t C;
+  ChannelSumInMemory(T* out_, int64_t C_) : out(out_), C(C_) { std::fill(out, out + C, T(0)); }
+  inline void add(T w, const T* __restrict y) { axpy(w, y, out, C); }
+  void finish() const {}
+};
+
+template <typename T, typename Sum>
+void neighbourhood_sum_with(const Geometry& g, const T* w, const T* y, T* out) {
   const int64_t kh = g.rows.kernel, kw = g.cols.kernel, C = g.dim, W = g.W;
   parallel_rows(g, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
@@ -258,28 +231,28 @@ void neighbourhood_sum_vec(const Geometry& g, const T* w, const T* y, T* out) {
         const T* wq = w + (row * W + j) * g.slots();
         const T* y_first = y_plane + g.cols.key_start[j] * C;
         const int64_t step = g.cols.dilation * C;
-        ChannelSum<T, kVecs> sum;
+        Sum sum(out + (row * W + j) * C, C);
         for (int64_t th = 0; th < kh; ++th) {
           const T* y_row = y_first + g.rows.key(i, th) * W * C;
           for (int64_t tw = 0; tw < kw; ++tw) {
             sum.add(wq[th * kw + tw], y_row + tw * step);
           }
         }
-        sum.store_to(out + (row * W + j) * C);
+        sum.finish();
       }
     }
   });
 }
 
-template <typename T, int kVecs>
-void inverse_sum_vec(const Geometry& g, const T* w, const T* x, T* out) {
+template <typename T, typename Sum>
+void inverse_sum_with(const Geometry& g, const T* w, const T* x, T* out) {
   const int64_t kw = g.cols.kernel, C = g.dim, W = g.W;
   parallel_rows(g, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t bh = row / g.H, a = row % g.H;
       const int64_t plane = bh * g.H * W;
       for (int64_t b = 0; b < W; ++b) {
-        ChannelSum<T, kVecs> sum;
+        Sum sum(out + (row * W + b) * C, C);
         for (int64_t pr = g.rows.inverse_offset[a]; pr < g.rows.inverse_offset[a + 1]; ++pr) {
           const int64_t i = g.rows.inverse_query[pr], ti = g.rows.inverse_slot[pr];
           for (int64_t pc = g.cols.inverse_offset[b]; pc < g.cols.inverse_offset[b + 1]; ++pc) {
@@ -287,42 +260,37 @@ void inverse_sum_vec(const Geometry& g, const T* w, const T* x, T* out) {
             sum.add(w[p * g.slots() + ti * kw + g.cols.inverse_slot[pc]], x + p * C);
           }
         }
-        sum.store_to(out + (row * W + b) * C);
+        sum.finish();
       }
     }
   });
 }
 
-// The channel count in whole vectors, when it is one of the register-resident widths (0 otherwise).
-template <typename T>
-int channel_vectors(int64_t C) {
-  if (C % kLanes<T> != 0) {
-    return 0;
+// Calls vectorised(std::integral_constant<int, n>) when the channels are n whole vectors with n one
+// of the register-resident widths, generic() otherwise.
+template <typename T, typename Vectorised, typename Generic>
+void by_channel_vectors(int64_t C, const Vectorised& vectorised, const Generic& generic) {
+  switch (C % kLanes<T> == 0 ? C / kLanes<T> : 0) {
+    case 1: return vectorised(std::integral_constant<int, 1>{});
+    case 2: return vectorised(std::integral_constant<int, 2>{});
+    case 4: return vectorised(std::integral_constant<int, 4>{});
+    case 8: return vectorised(std::integral_constant<int, 8>{});
+    default: return generic();
   }
-  const int64_t n = C / kLanes<T>;
-  return (n == 1 || n == 2 || n == 4 || n == 8) ? static_cast<int>(n) : 0;
 }
 
 template <typename T>
 void neighbourhood_sum(const Geometry& g, const T* w, const T* y, T* out) {
-  switch (channel_vectors<T>(g.dim)) {
-    case 1: return neighbourhood_sum_vec<T, 1>(g, w, y, out);
-    case 2: return neighbourhood_sum_vec<T, 2>(g, w, y, out);
-    case 4: return neighbourhood_sum_vec<T, 4>(g, w, y, out);
-    case 8: return neighbourhood_sum_vec<T, 8>(g, w, y, out);
-    default: return neighbourhood_sum_generic(g, w, y, out);
-  }
+  by_channel_vectors<T>(
+      g.dim, [&](auto vecs) { neighbourhood_sum_with<T, ChannelSum<T, decltype(vecs)::value>>(g, w, y, out); },
+      [&] { neighbourhood_sum_with<T, ChannelSumInMemory<T>>(g, w, y, out); });
 }
 
 template <typename T>
 void inverse_sum(const Geometry& g, const T* w, const T* x, T* out) {
-  switch (channel_vectors<T>(g.dim)) {
-    case 1: return inverse_sum_vec<T, 1>(g, w, x, out);
-    case 2: return inverse_sum_vec<T, 2>(g, w, x, out);
-    case 4: return inverse_sum_vec<T, 4>(g, w, x, out);
-    case 8: return inverse_sum_vec<T, 8>(g, w, x, out);
-    default: return inverse_sum_generic(g, w, x, out);
-  }
+  by_channel_vectors<T>(
+      g.dim, [&](auto vecs) { inverse_sum_with<T, ChannelSum<T, decltype(vecs)::value>>(g, w, x, out); },
+      [&] { inverse_sum_with<T, ChannelSumInMemory<T>>(g, w, x, out); });
 }
 
 // drpb[head, bias_row(i) + th, bias_col(j) + tw] = sum over batch, i, j of dattn[.., i, j, th*kw + tw].

@@ -18,6 +18,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "cpu/fast_math.h"
@@ -71,10 +72,10 @@ constexpr int64_t kBlockRows = 8;
 template <typename T>
 struct BlockBuffers {
   int64_t L;
-  std::vector<T> storage;
-  BlockBuffers(int64_t L_, int count) : L(L_), storage(static_cast<size_t>(count * kBlockRows * L_)) {}
+  std::unique_ptr<T[]> storage;  // left uninitialised: every row is written before it is read
+  BlockBuffers(int64_t L_, int count) : L(L_), storage(new T[static_cast<size_t>(count * kBlockRows * L_)]) {}
   // Row r of quantity q.
-  T* row(int q, int64_t r) { return storage.data() + (q * kBlockRows + r) * L; }
+  T* row(int q, int64_t r) { return storage.get() + (q * kBlockRows + r) * L; }
 };
 
 // body(first, count) for the (batch * D) rows in blocks of up to kBlockRows, shared out by parallel_blocks.
@@ -132,18 +133,27 @@ void multiply(const T* __restrict x, const T* __restrict y, int64_t L, T* __rest
   }
 }
 
+// The first quantities of every block's buffers: dt, d(dt)/d(delta) and dt * u per row.
+enum { kDt, kSlope, kDtu, kStepCount };
+
+template <typename T>
+void discretise_block(const ScanShape& s, int64_t first, int64_t count, const T* u, const T* delta, const T* bias,
+                      bool softplus, BlockBuffers<T>& buf) {
+  for (int64_t r = 0; r < count; ++r) {
+    const int64_t row = first + r, d = row % s.D;
+    discretise(delta + row * s.L, bias != nullptr ? bias[d] : T(0), softplus, s.L, buf.row(kDt, r),
+               buf.row(kSlope, r));
+    multiply(buf.row(kDt, r), u + row * s.L, s.L, buf.row(kDtu, r));
+  }
+}
+
 template <typename T>
 void scan_forward(const ScanShape& s, const T* u, const T* delta, const T* A, const T* B, const T* bias, bool softplus,
                   T* h) {
   const int64_t L = s.L, N = s.N;
-  enum { kDt, kSlope, kDtu, kCount };
   for_each_block(s, [&](int64_t first, int64_t count) {
-    BlockBuffers<T> buf(L, kCount);
-    for (int64_t r = 0; r < count; ++r) {
-      const int64_t row = first + r, d = row % s.D;
-      discretise(delta + row * L, bias != nullptr ? bias[d] : T(0), softplus, L, buf.row(kDt, r), buf.row(kSlope, r));
-      multiply(buf.row(kDt, r), u + row * L, L, buf.row(kDtu, r));
-    }
+    BlockBuffers<T> buf(L, kStepCount);
+    discretise_block(s, first, count, u, delta, bias, softplus, buf);
     alignas(64) T decay[kBlockRows * kChunk];
     alignas(64) T x[kBlockRows * kChunk];
     for (int64_t n = 0; n < N; ++n) {
@@ -195,13 +205,12 @@ void scan_backward_rows(const ScanShape& s, const T* dh, const T* u, const T* de
                         const T* bias, bool softplus, const T* h, T* du, T* ddelta, double* dA_rows,
                         double* dbias_rows, T* dB_channels) {
   const int64_t L = s.L, N = s.N;
-  enum { kDt, kSlope, kDtu, kDdt, kDecay, kG, kWork, kCount };
+  enum { kDdt = kStepCount, kDecay, kG, kWork, kCount };
   for_each_block(s, [&](int64_t first, int64_t count) {
     BlockBuffers<T> buf(L, kCount);
+    discretise_block(s, first, count, u, delta, bias, softplus, buf);
     for (int64_t r = 0; r < count; ++r) {
-      const int64_t row = first + r, d = row % s.D;
-      discretise(delta + row * L, bias != nullptr ? bias[d] : T(0), softplus, L, buf.row(kDt, r), buf.row(kSlope, r));
-      multiply(buf.row(kDt, r), u + row * L, L, buf.row(kDtu, r));
+      const int64_t row = first + r;
       std::fill(buf.row(kDdt, r), buf.row(kDdt, r) + L, T(0));
       std::fill(du + row * L, du + (row + 1) * L, T(0));
     }
