@@ -3,6 +3,7 @@
 // exposes the raw per-device kernels and what they were built with.
 #include <torch/extension.h>
 
+#include "cpu/capability.h"
 #include "ops.h"
 
 namespace {
@@ -46,7 +47,13 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "a2mamba-ops native kernels (use a2mamba_ops, not this module)";
   m.def("build_info", &build_info);
 
-  BIND_KERNELS(m.def_submodule("cpu", "native CPU kernels"), a2mamba::cpu);
+  auto cpu = m.def_submodule("cpu", "native CPU kernels");
+  BIND_KERNELS(cpu, a2mamba::cpu);
+  // Runtime dispatch between the instruction-set variants of the CPU kernels.
+  cpu.def("compiled_capabilities", &a2mamba::cpu::compiled_capabilities);
+  cpu.def("supported_capabilities", &a2mamba::cpu::supported_capabilities);
+  cpu.def("current_capability", &a2mamba::cpu::current_capability);
+  cpu.def("set_capability", &a2mamba::cpu::set_capability);
 #ifdef A2MAMBA_WITH_CUDA
   BIND_KERNELS(m.def_submodule("cuda", "CUDA kernels"), a2mamba::cuda);
 #endif

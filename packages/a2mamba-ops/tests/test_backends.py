@@ -9,11 +9,14 @@ tolerance is a fixed multiple of the dtype's epsilon.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from torch import Tensor
 
 from a2mamba_ops import available_backends, na2d_av, na2d_qk, selective_scan_state, use_backend
+from a2mamba_ops._native import forced_cpu_capability, supported_cpu_capabilities
 from a2mamba_ops.reference import na2d_av_ref, na2d_qk_ref, selective_scan_state_ref
 
 BACKENDS = [b for b in available_backends() if b in ("cpu", "cuda")]
@@ -26,6 +29,23 @@ ALL_DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
 EPS_MULTIPLE = {torch.float64: 1e3, torch.float32: 64, torch.bfloat16: 4, torch.float16: 4}
 
 pytestmark = pytest.mark.skipif(not BACKENDS, reason="no native kernel backend was built")
+
+
+def _backend_params():
+    # The cpu backend once per instruction-set variant of its kernels that this CPU runs.
+    params = []
+    for name in BACKENDS:
+        variants = supported_cpu_capabilities() if name == "cpu" else [None]
+        params += [pytest.param((name, v), id=f"{name}-{v}" if v else name) for v in variants]
+    return params
+
+
+@pytest.fixture(params=_backend_params())
+def backend(request):
+    """The backend under test, with its kernel variant selected for the test's duration."""
+    name, variant = request.param
+    with forced_cpu_capability(variant) if variant else contextlib.nullcontext():
+        yield name
 
 
 def _tolerance(dtype: torch.dtype) -> float:
@@ -105,7 +125,6 @@ def check_av(backend, attn, v, kernel, dilation, dtype):
     )
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", ALL_DTYPES, ids=str)
 def test_na2d_matches_reference_in_every_dtype(backend, dtype):
     device = DEVICE[backend]
@@ -136,7 +155,6 @@ WINDOWS = [
 ]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("size,kernel,dilation", WINDOWS, ids=lambda x: "x".join(map(str, x)))
 @pytest.mark.parametrize("with_rpb", [True, False], ids=["rpb", "no_rpb"])
 def test_na2d_windows_and_borders(backend, size, kernel, dilation, with_rpb):
@@ -154,7 +172,6 @@ def _channels_last_like(batch, heads, H, W, dim, device):
     return torch.randn(batch, H, W, heads, dim, device=device).permute(0, 3, 1, 2, 4)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_na2d_non_contiguous_inputs(backend):
     device = DEVICE[backend]
     kernel, dilation = (3, 5), (2, 1)
@@ -173,7 +190,6 @@ def test_na2d_non_contiguous_inputs(backend):
     assert attn.shape == attn_t.shape
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_na2d_a2mamba_branch_chain(backend):
     """Both branches of the token mixer as the model composes them (spec 5.2), gradients through the chain."""
     device = DEVICE[backend]
@@ -233,13 +249,11 @@ def check_scan(backend, inputs, dtype, softplus=True):
     return h
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", ALL_DTYPES, ids=str)
 def test_scan_matches_reference_in_every_dtype(backend, dtype):
     check_scan(backend, scan_inputs(DEVICE[backend], dtype, 2, 6, 2, 75, groups=3), dtype)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
     "D,N,L,groups",
     [
@@ -254,7 +268,6 @@ def test_scan_grouping_and_states(backend, D, N, L, groups):
     check_scan(backend, scan_inputs(DEVICE[backend], torch.float32, 2, D, N, L, groups), torch.float32)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_scan_without_bias_or_softplus(backend):
     device = DEVICE[backend]
     inputs = scan_inputs(device, torch.float32, 2, 4, 2, 40, groups=2, with_bias=False)
@@ -264,7 +277,6 @@ def test_scan_without_bias_or_softplus(backend):
     check_scan(backend, inputs, torch.float32, softplus=False)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 def test_scan_softplus_threshold(backend, dtype):
     # delta + bias far above and below PyTorch's softplus threshold of 20 (and right at it).
@@ -277,7 +289,6 @@ def test_scan_softplus_threshold(backend, dtype):
     check_scan(backend, inputs, dtype)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_scan_non_contiguous_inputs(backend):
     device = DEVICE[backend]
     batch, D, N, L = 2, 6, 2, 30
@@ -292,7 +303,6 @@ def test_scan_non_contiguous_inputs(backend):
     check_scan(backend, inputs, torch.float32)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_scan_long_sequence(backend):
     # A 128x128 map scanned as one sequence: the state must neither drift nor overflow over 16384 steps.
     check_scan(backend, scan_inputs(DEVICE[backend], torch.float32, 1, 2, 1, 16384, groups=None), torch.float32)
@@ -301,7 +311,6 @@ def test_scan_long_sequence(backend):
 # --------------------------------------------------------------------------- determinism
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_gradients_are_deterministic(backend):
     """Reductions over the batch, the neighbourhood and a group's channels have one fixed order."""
     device = DEVICE[backend]

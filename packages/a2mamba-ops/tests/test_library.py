@@ -2,46 +2,59 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
 import a2mamba_ops
 from a2mamba_ops import _ops, available_backends, na2d_av, na2d_qk, selective_scan_state, use_backend
+from a2mamba_ops._native import forced_cpu_capability, supported_cpu_capabilities
 
 CPU_BACKENDS = [b for b in available_backends() if b in ("reference", "cpu")]
 KERNEL = "cpu" if "cpu" in available_backends() else None
 needs_kernels = pytest.mark.skipif(KERNEL is None, reason="native CPU kernels not built")
 
 
+@pytest.fixture(
+    params=[
+        pytest.param((name, variant), id=f"{name}-{variant}" if variant else name)
+        for name in CPU_BACKENDS
+        for variant in (supported_cpu_capabilities() if name == "cpu" else [None])
+    ]
+)
+def cpu_backend(request):
+    """reference, and the cpu backend once per kernel variant this CPU runs (selected for the test)."""
+    name, variant = request.param
+    with forced_cpu_capability(variant) if variant else contextlib.nullcontext(), use_backend(name):
+        yield name
+
+
 def f64(*shape, requires_grad=True, scale=1.0):
     return (torch.randn(*shape, dtype=torch.float64) * scale).requires_grad_(requires_grad)
 
 
-@pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("kernel,dilation,size", [((3, 3), (1, 1), (5, 7)), ((3, 5), (2, 1), (7, 6))])
-def test_na2d_gradcheck(backend, kernel, dilation, size):
+def test_na2d_gradcheck(cpu_backend, kernel, dilation, size):
     H, W = size
     q, k, v = (f64(1, 1, H, W, 2) for _ in range(3))
     rpb = f64(1, 2 * kernel[0] - 1, 2 * kernel[1] - 1)
     attn = f64(1, 1, H, W, kernel[0] * kernel[1])
-    with use_backend(backend):
-        assert torch.autograd.gradcheck(lambda q, k, rpb: na2d_qk(q, k, kernel, dilation, rpb), (q, k, rpb))
-        assert torch.autograd.gradcheck(lambda a, v: na2d_av(a, v, kernel, dilation), (attn, v))
+    assert torch.autograd.gradcheck(lambda q, k, rpb: na2d_qk(q, k, kernel, dilation, rpb), (q, k, rpb))
+    assert torch.autograd.gradcheck(lambda a, v: na2d_av(a, v, kernel, dilation), (attn, v))
 
 
-@pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("grouped", [False, True])
-def test_scan_gradcheck(backend, grouped):
+def test_scan_gradcheck(cpu_backend, grouped):
     batch, D, N, L = 2, 4, 2, 7
     u, delta = f64(batch, D, L), f64(batch, D, L, scale=0.5)
     A = (-torch.rand(D, N, dtype=torch.float64)).requires_grad_()
     B = f64(batch, 2, N, L) if grouped else f64(batch, N, L)
     bias = f64(D, scale=0.5)
-    with use_backend(backend):
-        assert torch.autograd.gradcheck(selective_scan_state, (u, delta, A, B, bias))
-        assert torch.autograd.gradcheck(
-            lambda u, d, A, B: selective_scan_state(u, d.abs(), A, B, None, False), (u, delta, A, B)
-        )
+    assert torch.autograd.gradcheck(selective_scan_state, (u, delta, A, B, bias))
+    assert torch.autograd.gradcheck(
+        lambda u, d, A, B: selective_scan_state(u, d.abs(), A, B, None, False), (u, delta, A, B)
+    )
 
 
 @needs_kernels

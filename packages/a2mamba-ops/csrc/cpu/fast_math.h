@@ -7,13 +7,15 @@
 // libm functions: it is the precision of reference checks, not of models.
 #pragma once
 
+#include "cpu/variant.h"
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 
-namespace a2mamba::cpu {
+namespace a2mamba::cpu::A2MAMBA_CPU_VARIANT {
 
 // exp(x) by range reduction x = n ln2 + r, |r| <= ln2/2, and a degree-7 polynomial
 // for exp(r) (Cephes' expf coefficients); 2^n is built in the exponent bits, as
@@ -88,4 +90,4 @@ inline void softplus_with_slope<float>(float z, float& value, float& slope) {
   slope = linear ? 1.0f : sigmoid;
 }
 
-}  // namespace a2mamba::cpu
+}  // namespace a2mamba::cpu::A2MAMBA_CPU_VARIANT

@@ -8,15 +8,20 @@
 // Each output pixel belongs to exactly one task, so results do not depend on
 // the thread count. bfloat16/float16 run in float32 and round once at the end.
 #include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
 #include <ATen/Parallel.h>
 
 #include <vector>
 
 #include "cpu/neighbourhood.h"
+#include "cpu/parallel.h"
+#include "cpu/simd.h"
 #include "cpu/vector_loops.h"
-#include "ops.h"
 
-namespace a2mamba::cpu {
+namespace a2mamba::cpu::A2MAMBA_CPU_VARIANT {
 namespace {
 
 // Problem sizes of one call; a pixel p = ((bh * H) + i) * W + j with bh = batch * heads + head.
@@ -27,17 +32,18 @@ struct Geometry {
   int64_t slots() const { return rows.kernel * cols.kernel; }
 };
 
-// Rows per parallel task so that each task does at least ~GRAIN_SIZE multiply-adds.
-int64_t grain_rows(const Geometry& g) {
-  const int64_t per_row = std::max<int64_t>(1, g.W * g.slots() * g.dim);
-  return std::max<int64_t>(1, at::internal::GRAIN_SIZE / per_row);
+// body(begin, end) over query rows (batch * heads * H of them), shared out by parallel_blocks.
+template <typename F>
+void parallel_rows(const Geometry& g, const F& body) {
+  const int64_t per_row = g.W * g.slots() * g.dim;
+  parallel_blocks(g.batch_heads * g.H, items_per_block(per_row), per_row, body);
 }
 
 template <typename T>
-void neighbourhood_dot(const Geometry& g, const T* x, const T* y, const T* rpb, T* out) {
+void neighbourhood_dot_generic(const Geometry& g, const T* x, const T* y, const T* rpb, T* out) {
   const int64_t kh = g.rows.kernel, kw = g.cols.kernel, C = g.dim, W = g.W;
   const int64_t bias_w = 2 * kw - 1, bias_size = (2 * kh - 1) * bias_w;
-  at::parallel_for(0, g.batch_heads * g.H, grain_rows(g), [&](int64_t begin, int64_t end) {
+  parallel_rows(g, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t bh = row / g.H, i = row % g.H;
       const T* y_plane = y + bh * g.H * W * C;
@@ -62,22 +68,114 @@ void neighbourhood_dot(const Geometry& g, const T* x, const T* y, const T* rpb, 
   });
 }
 
+// ---------------------------------------------------------------------------- vectorised paths
+//
+// neighbourhood_dot, vectorised over a window row: the keys of query (i, j) in window row th are
+// kw columns key_start[j] + tw * dilation. Stored channel-major with each dilation group's columns
+// side by side ("keys by column"), those kw columns are adjacent: one query's kw logits of a window
+// row are then one or two vector multiply-adds per channel (a broadcast query channel times kw
+// consecutive keys), with no horizontal sums, and the query's channel is reused by several rows.
+
+// Keys by column: y (bh, H, W, C) as (bh, H, C, padded_w) with column col at
+// group_start[col % d] + col / d, and padding so that a full vector read past a window stays inside.
 template <typename T>
-void neighbourhood_sum(const Geometry& g, const T* w, const T* y, T* out) {
+struct KeysByColumn {
+  int64_t padded_w;
+  std::vector<int64_t> position;  // of each column
+  at::Tensor storage;
+
+  KeysByColumn(const Geometry& g, const T* y, int64_t pad) : padded_w(g.W + pad), position(g.W) {
+    const int64_t d = g.cols.dilation, W = g.W, C = g.dim;
+    int64_t next = 0;
+    for (int64_t group = 0; group < d; ++group) {
+      for (int64_t col = group; col < W; col += d) {
+        position[col] = next++;
+      }
+    }
+    storage = at::zeros({g.batch_heads * g.H, C, padded_w}, c10::CppTypeToScalarType<T>::value);
+    data = storage.const_data_ptr<T>();
+    row_size = C * padded_w;
+    T* out = storage.mutable_data_ptr<T>();
+    parallel_rows(g, [&](int64_t begin, int64_t end) {
+      for (int64_t row = begin; row < end; ++row) {
+        const T* in = y + row * W * C;
+        T* o = out + row * C * padded_w;
+        for (int64_t col = 0; col < W; ++col) {
+          for (int64_t c = 0; c < C; ++c) {
+            o[c * padded_w + position[col]] = in[col * C + c];
+          }
+        }
+      }
+    });
+  }
+  const T* row(int64_t r) const { return data + r * row_size; }
+  // Cached: Tensor::const_data_ptr checks the dtype on every call, and row() is on the hot path.
+  const T* data = nullptr;
+  int64_t row_size = 0;
+};
+
+// kRows window rows of one query: acc[u] = sum_c x[c] * keys[u] + c * stride, kVecs vectors wide.
+template <typename T, int kRows, int kVecs>
+inline void window_rows(const T* __restrict x, int64_t C, const T* const* keys, int64_t stride, T* out,
+                        int64_t out_step) {
+  Vec<T> acc[kRows][kVecs] = {};
+  for (int64_t c = 0; c < C; ++c) {
+    const T xc = x[c];
+    for (int u = 0; u < kRows; ++u) {
+      const T* k = keys[u] + c * stride;
+      for (int v = 0; v < kVecs; ++v) {
+        acc[u][v] += xc * load(k + v * kLanes<T>);
+      }
+    }
+  }
+  // Rows are stored in increasing order, each over the spare lanes of the one before.
+  for (int u = 0; u < kRows; ++u) {
+    for (int v = 0; v < kVecs; ++v) {
+      store(out + u * out_step + v * kLanes<T>, acc[u][v]);
+    }
+  }
+}
+
+template <typename T, int kVecs>
+void neighbourhood_dot_by_rows(const Geometry& g, const T* x, const T* y, const T* rpb, T* out) {
   const int64_t kh = g.rows.kernel, kw = g.cols.kernel, C = g.dim, W = g.W;
-  at::parallel_for(0, g.batch_heads * g.H, grain_rows(g), [&](int64_t begin, int64_t end) {
+  const int64_t bias_w = 2 * kw - 1, bias_size = (2 * kh - 1) * bias_w;
+  const KeysByColumn<T> keys(g, y, kVecs * kLanes<T>);
+  const int64_t stride = keys.padded_w;
+  parallel_rows(g, [&](int64_t begin, int64_t end) {
+    // One query's logits, with room for the last row's spare lanes.
+    std::vector<T> logits(kh * kw + kVecs * kLanes<T>);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t bh = row / g.H, i = row % g.H;
-      const T* y_plane = y + bh * g.H * W * C;
       for (int64_t j = 0; j < W; ++j) {
-        const T* wq = w + (row * W + j) * g.slots();
-        T* o = out + (row * W + j) * C;
-        std::fill(o, o + C, T(0));
-        for (int64_t th = 0; th < kh; ++th) {
-          const T* y_row = y_plane + g.rows.key(i, th) * W * C;
-          for (int64_t tw = 0; tw < kw; ++tw) {
-            axpy(wq[th * kw + tw], y_row + g.cols.key(j, tw) * C, o, C);
+        const T* xq = x + (row * W + j) * C;
+        const int64_t first = keys.position[g.cols.key_start[j]];
+        const T* rows_of_window[4];
+        int64_t th = 0;
+        auto run = [&](auto rows) {
+          for (int u = 0; u < rows; ++u) {
+            rows_of_window[u] = keys.row(bh * g.H + g.rows.key(i, th + u)) + first;
           }
+          window_rows<T, decltype(rows)::value, kVecs>(xq, C, rows_of_window, stride, logits.data() + th * kw, kw);
+          th += rows;
+        };
+        while (kh - th >= 4) run(std::integral_constant<int, 4>{});
+        switch (kh - th) {
+          case 3: run(std::integral_constant<int, 3>{}); break;
+          case 2: run(std::integral_constant<int, 2>{}); break;
+          case 1: run(std::integral_constant<int, 1>{}); break;
+          default: break;
+        }
+        T* o = out + (row * W + j) * g.slots();
+        if (rpb != nullptr) {
+          const T* bias = rpb + (bh % g.heads) * bias_size + g.rows.bias_start[i] * bias_w + g.cols.bias_start[j];
+          for (int64_t t = 0; t < kh; ++t) {
+            for (int64_t tw = 0; tw < kw; ++tw) {
+              o[t * kw + tw] = logits[t * kw + tw] + bias[t * bias_w + tw];
+            }
+          }
+        } else {
+          std::copy_n(logits.data(), kh * kw, o);
         }
       }
     }
@@ -85,25 +183,114 @@ void neighbourhood_sum(const Geometry& g, const T* w, const T* y, T* out) {
 }
 
 template <typename T>
-void inverse_sum(const Geometry& g, const T* w, const T* x, T* out) {
+void neighbourhood_dot(const Geometry& g, const T* x, const T* y, const T* rpb, T* out) {
+  switch ((g.cols.kernel + kLanes<T> - 1) / kLanes<T>) {
+    case 1: return neighbourhood_dot_by_rows<T, 1>(g, x, y, rpb, out);
+    case 2: return neighbourhood_dot_by_rows<T, 2>(g, x, y, rpb, out);
+    case 3: return neighbourhood_dot_by_rows<T, 3>(g, x, y, rpb, out);
+    default: return neighbourhood_dot_generic(g, x, y, rpb, out);
+  }
+}
+
+// Weighted sums of channel rows, out = sum_k w_k * y_k: kept in registers, kVecs vectors of channels ...
+template <typename T, int kVecs>
+struct ChannelSum {
+  T* out;
+  Vec<T> acc[kVecs] = {};
+  ChannelSum(T* out_, int64_t) : out(out_) {}
+  inline void add(T w, const T* __restrict y) {
+    for (int v = 0; v < kVecs; ++v) {
+      acc[v] += w * load(y + v * kLanes<T>);
+    }
+  }
+  inline void finish() const {
+    for (int v = 0; v < kVecs; ++v) {
+      store(out + v * kLanes<T>, acc[v]);
+    }
+  }
+};
+
+// ... or, for any other channel count, accumulated in the output row itself.
+template <typename T>
+struct ChannelSumInMemory {
+  T* out;
+  int64_t C;
+  ChannelSumInMemory(T* out_, int64_t C_) : out(out_), C(C_) { std::fill(out, out + C, T(0)); }
+  inline void add(T w, const T* __restrict y) { axpy(w, y, out, C); }
+  void finish() const {}
+};
+
+template <typename T, typename Sum>
+void neighbourhood_sum_with(const Geometry& g, const T* w, const T* y, T* out) {
+  const int64_t kh = g.rows.kernel, kw = g.cols.kernel, C = g.dim, W = g.W;
+  parallel_rows(g, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t bh = row / g.H, i = row % g.H;
+      const T* y_plane = y + bh * g.H * W * C;
+      for (int64_t j = 0; j < W; ++j) {
+        const T* wq = w + (row * W + j) * g.slots();
+        const T* y_first = y_plane + g.cols.key_start[j] * C;
+        const int64_t step = g.cols.dilation * C;
+        Sum sum(out + (row * W + j) * C, C);
+        for (int64_t th = 0; th < kh; ++th) {
+          const T* y_row = y_first + g.rows.key(i, th) * W * C;
+          for (int64_t tw = 0; tw < kw; ++tw) {
+            sum.add(wq[th * kw + tw], y_row + tw * step);
+          }
+        }
+        sum.finish();
+      }
+    }
+  });
+}
+
+template <typename T, typename Sum>
+void inverse_sum_with(const Geometry& g, const T* w, const T* x, T* out) {
   const int64_t kw = g.cols.kernel, C = g.dim, W = g.W;
-  at::parallel_for(0, g.batch_heads * g.H, grain_rows(g), [&](int64_t begin, int64_t end) {
+  parallel_rows(g, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t bh = row / g.H, a = row % g.H;
       const int64_t plane = bh * g.H * W;
       for (int64_t b = 0; b < W; ++b) {
-        T* o = out + (row * W + b) * C;
-        std::fill(o, o + C, T(0));
+        Sum sum(out + (row * W + b) * C, C);
         for (int64_t pr = g.rows.inverse_offset[a]; pr < g.rows.inverse_offset[a + 1]; ++pr) {
           const int64_t i = g.rows.inverse_query[pr], ti = g.rows.inverse_slot[pr];
           for (int64_t pc = g.cols.inverse_offset[b]; pc < g.cols.inverse_offset[b + 1]; ++pc) {
             const int64_t p = plane + i * W + g.cols.inverse_query[pc];
-            axpy(w[p * g.slots() + ti * kw + g.cols.inverse_slot[pc]], x + p * C, o, C);
+            sum.add(w[p * g.slots() + ti * kw + g.cols.inverse_slot[pc]], x + p * C);
           }
         }
+        sum.finish();
       }
     }
   });
+}
+
+// Calls vectorised(std::integral_constant<int, n>) when the channels are n whole vectors with n one
+// of the register-resident widths, generic() otherwise.
+template <typename T, typename Vectorised, typename Generic>
+void by_channel_vectors(int64_t C, const Vectorised& vectorised, const Generic& generic) {
+  switch (C % kLanes<T> == 0 ? C / kLanes<T> : 0) {
+    case 1: return vectorised(std::integral_constant<int, 1>{});
+    case 2: return vectorised(std::integral_constant<int, 2>{});
+    case 4: return vectorised(std::integral_constant<int, 4>{});
+    case 8: return vectorised(std::integral_constant<int, 8>{});
+    default: return generic();
+  }
+}
+
+template <typename T>
+void neighbourhood_sum(const Geometry& g, const T* w, const T* y, T* out) {
+  by_channel_vectors<T>(
+      g.dim, [&](auto vecs) { neighbourhood_sum_with<T, ChannelSum<T, decltype(vecs)::value>>(g, w, y, out); },
+      [&] { neighbourhood_sum_with<T, ChannelSumInMemory<T>>(g, w, y, out); });
+}
+
+template <typename T>
+void inverse_sum(const Geometry& g, const T* w, const T* x, T* out) {
+  by_channel_vectors<T>(
+      g.dim, [&](auto vecs) { inverse_sum_with<T, ChannelSum<T, decltype(vecs)::value>>(g, w, x, out); },
+      [&] { inverse_sum_with<T, ChannelSumInMemory<T>>(g, w, x, out); });
 }
 
 // drpb[head, bias_row(i) + th, bias_col(j) + tw] = sum over batch, i, j of dattn[.., i, j, th*kw + tw].
@@ -114,7 +301,8 @@ void bias_gradient(const Geometry& g, const T* dattn, T* drpb) {
   const int64_t bias_w = 2 * kw - 1, bias_h = 2 * kh - 1;
   const int64_t batch = g.batch_heads / g.heads;
   std::vector<double> partial(g.heads * H * kh * bias_w, 0.0);
-  at::parallel_for(0, g.heads * H, 1, [&](int64_t begin, int64_t end) {
+  const int64_t per_task = batch * W * g.slots();
+  parallel_blocks(g.heads * H, items_per_block(per_task), per_task, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t head = task / H, i = task % H;
       double* p = partial.data() + task * kh * bias_w;
@@ -132,7 +320,7 @@ void bias_gradient(const Geometry& g, const T* dattn, T* drpb) {
       }
     }
   });
-  at::parallel_for(0, g.heads, 1, [&](int64_t begin, int64_t end) {
+  parallel_blocks(g.heads, 1, H * kh * bias_w, [&](int64_t begin, int64_t end) {
     for (int64_t head = begin; head < end; ++head) {
       std::vector<double> table(bias_h * bias_w, 0.0);
       for (int64_t i = 0; i < H; ++i) {
@@ -253,4 +441,4 @@ std::tuple<at::Tensor, at::Tensor> na2d_av_bwd(const at::Tensor& dout, const at:
   return {dattn.to(attn.scalar_type()), dv.to(v.scalar_type())};
 }
 
-}  // namespace a2mamba::cpu
+}  // namespace a2mamba::cpu::A2MAMBA_CPU_VARIANT

@@ -8,13 +8,15 @@
 // outright, so the key/value gradients need neither atomics nor locks.
 #pragma once
 
+#include "cpu/variant.h"
+
 #include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <vector>
 
-namespace a2mamba::cpu {
+namespace a2mamba::cpu::A2MAMBA_CPU_VARIANT {
 
 struct AxisWindows {
   int64_t length = 0;
@@ -71,4 +73,4 @@ struct AxisWindows {
   int64_t key(int64_t query, int64_t slot) const { return key_start[query] + slot * dilation; }
 };
 
-}  // namespace a2mamba::cpu
+}  // namespace a2mamba::cpu::A2MAMBA_CPU_VARIANT

@@ -2,23 +2,29 @@
 //
 //   dt_t = softplus(delta_t + bias)  (PyTorch's: linear above 20),   h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t
 //
-// One task per (batch, channel): the recurrence is sequential in t, so the
-// channels are the parallel axis. The backward runs the adjoint recurrence
+// The recurrence is sequential in t, so the (batch, channel) rows are the
+// parallel axis: each task takes blocks of rows and advances their
+// recurrences together, hiding the latency of each step. The backward runs the adjoint recurrence
 //   g_t = dh_t + exp(dt_{t+1} A) g_{t+1}
 // in reverse time using the saved h for h_{t-1}. Gradients that sum over tasks
 // (dA and delta_bias over the batch, dB over the channels of a group) are first
 // written per task and then reduced in a fixed order, so results are
 // deterministic and independent of the thread count.
 #include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "cpu/fast_math.h"
-#include "ops.h"
+#include "cpu/parallel.h"
 
-namespace a2mamba::cpu {
+namespace a2mamba::cpu::A2MAMBA_CPU_VARIANT {
 namespace {
 
 struct ScanShape {
@@ -58,66 +64,125 @@ double sum_as_double(const T* x, int64_t n) {
   return (partial[0] + partial[1]) + (partial[2] + partial[3]);
 }
 
-// Scratch rows of one task, reused across its (batch, channel) rows.
+// Rows interleaved by one task: the recurrences of kBlockRows independent (batch, channel) rows advance
+// together, so the latency of one step (a multiply-add) is hidden behind the other rows' steps.
+constexpr int64_t kBlockRows = 8;
+
+// Scratch of one task: kBlockRows rows of L steps per quantity.
 template <typename T>
-struct RowBuffers {
-  std::vector<T> dt, slope, dtu, decay, g, ddt, work;
-  explicit RowBuffers(int64_t L) : dt(L), slope(L), dtu(L), decay(L), g(L), ddt(L), work(L) {}
+struct BlockBuffers {
+  int64_t L;
+  std::unique_ptr<T[]> storage;  // left uninitialised: every row is written before it is read
+  BlockBuffers(int64_t L_, int count) : L(L_), storage(new T[static_cast<size_t>(count * kBlockRows * L_)]) {}
+  // Row r of quantity q.
+  T* row(int q, int64_t r) { return storage.get() + (q * kBlockRows + r) * L; }
 };
+
+// body(first, count) for the (batch * D) rows in blocks of up to kBlockRows, shared out by parallel_blocks.
+// A step of one state costs some 16 multiply-adds' time (the exp and softplus).
+template <typename F>
+void for_each_block(const ScanShape& s, const F& body) {
+  const int64_t rows = s.batch * s.D;
+  const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
+  parallel_blocks(blocks, 1, kBlockRows * s.L * s.N * 16, [&](int64_t begin, int64_t end) {
+    for (int64_t block = begin; block < end; ++block) {
+      const int64_t first = block * kBlockRows;
+      body(first, std::min(kBlockRows, rows - first));
+    }
+  });
+}
+
+// Steps per chunk of the interleaved recurrences: the chunk of every row of a block sits in one small
+// scratch array (L1-resident), at offsets the compiler knows, so a step is two loads, a multiply-add
+// and a store, with no per-row pointer to keep in a register.
+constexpr int64_t kChunk = 64;
+
+// For `count` rows r of a chunk of `len` steps: state_r = a[r][i] * state_r + x[r][i], written over
+// x[r][i], in increasing i (or decreasing, for the adjoint). a and x are (kBlockRows, kChunk) arrays.
+template <typename T, bool kReverse>
+void chain_chunk(int64_t count, int64_t len, const T* __restrict a, T* __restrict x, T* __restrict state) {
+  auto step = [&](int64_t i, auto rows) {
+    for (int64_t r = 0; r < rows; ++r) {
+      state[r] = a[r * kChunk + i] * state[r] + x[r * kChunk + i];
+      x[r * kChunk + i] = state[r];
+    }
+  };
+  if (count == kBlockRows) {
+    // A fixed row count: the states live in registers and the rows' steps overlap.
+    for (int64_t k = 0; k < len; ++k) {
+      step(kReverse ? len - 1 - k : k, std::integral_constant<int64_t, kBlockRows>{});
+    }
+  } else {
+    for (int64_t k = 0; k < len; ++k) {
+      step(kReverse ? len - 1 - k : k, count);
+    }
+  }
+}
+
+template <typename T>
+void exp_scaled(const T* __restrict dt, T a, int64_t L, T* __restrict out) {
+  for (int64_t t = 0; t < L; ++t) {
+    out[t] = exp_fast<T>(dt[t] * a);
+  }
+}
+
+template <typename T>
+void multiply(const T* __restrict x, const T* __restrict y, int64_t L, T* __restrict out) {
+  for (int64_t t = 0; t < L; ++t) {
+    out[t] = x[t] * y[t];
+  }
+}
+
+// The first quantities of every block's buffers: dt, d(dt)/d(delta) and dt * u per row.
+enum { kDt, kSlope, kDtu, kStepCount };
+
+template <typename T>
+void discretise_block(const ScanShape& s, int64_t first, int64_t count, const T* u, const T* delta, const T* bias,
+                      bool softplus, BlockBuffers<T>& buf) {
+  for (int64_t r = 0; r < count; ++r) {
+    const int64_t row = first + r, d = row % s.D;
+    discretise(delta + row * s.L, bias != nullptr ? bias[d] : T(0), softplus, s.L, buf.row(kDt, r),
+               buf.row(kSlope, r));
+    multiply(buf.row(kDt, r), u + row * s.L, s.L, buf.row(kDtu, r));
+  }
+}
 
 template <typename T>
 void scan_forward(const ScanShape& s, const T* u, const T* delta, const T* A, const T* B, const T* bias, bool softplus,
                   T* h) {
   const int64_t L = s.L, N = s.N;
-  at::parallel_for(0, s.batch * s.D, 1, [&](int64_t begin, int64_t end) {
-    RowBuffers<T> buf(L);
-    T* __restrict dt = buf.dt.data();
-    T* __restrict dtu = buf.dtu.data();
-    T* __restrict decay = buf.decay.data();
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t b = row / s.D, d = row % s.D;
-      const T* u_row = u + row * L;
-      discretise(delta + row * L, bias != nullptr ? bias[d] : T(0), softplus, L, dt, buf.slope.data());
-      for (int64_t t = 0; t < L; ++t) {
-        dtu[t] = dt[t] * u_row[t];
-      }
-      for (int64_t n = 0; n < N; ++n) {
-        const T a = A[d * N + n];
-        const T* B_row = B + ((b * s.G + s.group_of(d)) * N + n) * L;
-        T* h_row = h + (row * N + n) * L;
-        // Everything but the recurrence itself is independent per step: vectorised loops first,
-        // then the serial chain h_t = decay_t h_{t-1} + x_t, written in place.
-        for (int64_t t = 0; t < L; ++t) {
-          decay[t] = exp_fast<T>(dt[t] * a);
-          h_row[t] = dtu[t] * B_row[t];
+  for_each_block(s, [&](int64_t first, int64_t count) {
+    BlockBuffers<T> buf(L, kStepCount);
+    discretise_block(s, first, count, u, delta, bias, softplus, buf);
+    alignas(64) T decay[kBlockRows * kChunk];
+    alignas(64) T x[kBlockRows * kChunk];
+    for (int64_t n = 0; n < N; ++n) {
+      T state[kBlockRows] = {};
+      for (int64_t t0 = 0; t0 < L; t0 += kChunk) {
+        const int64_t len = std::min(kChunk, L - t0);
+        // Everything but the recurrence is independent per step: vectorised loops per row first.
+        for (int64_t r = 0; r < count; ++r) {
+          const int64_t row = first + r, b = row / s.D, d = row % s.D;
+          exp_scaled(buf.row(kDt, r) + t0, A[d * N + n], len, decay + r * kChunk);
+          multiply(buf.row(kDtu, r) + t0, B + ((b * s.G + s.group_of(d)) * N + n) * L + t0, len, x + r * kChunk);
         }
-        T state = 0;
-        for (int64_t t = 0; t < L; ++t) {
-          state = decay[t] * state + h_row[t];
-          h_row[t] = state;
+        chain_chunk<T, false>(count, len, decay, x, state);
+        for (int64_t r = 0; r < count; ++r) {
+          std::copy_n(x + r * kChunk, len, h + ((first + r) * N + n) * L + t0);
         }
       }
     }
   });
 }
 
-// One (batch, channel, state) row of the backward: accumulates into ddt and du_row, writes this
-// channel's dB contribution, returns the row's dA. A function of its own so that every pointer
-// is __restrict and its loops vectorise.
+// The per-step gradients of one (batch, channel, state) row once its adjoint g is known: accumulates
+// into ddt and du_row, writes this channel's dB contribution, returns the row's dA. A function of its
+// own so that every pointer is __restrict and its loops vectorise.
 template <typename T>
 double backward_state_row(int64_t L, T a, const T* __restrict dt, const T* __restrict dtu, const T* __restrict u_row,
-                          const T* __restrict B_row, const T* __restrict h_row, const T* __restrict dh_row,
-                          T* __restrict decay, T* __restrict g, T* __restrict work, T* __restrict ddt,
-                          T* __restrict du_row, T* __restrict dB_row) {
-  for (int64_t t = 0; t < L; ++t) {
-    decay[t] = exp_fast<T>(dt[t] * a);
-  }
-  // The adjoint chain g_t = dh_t + decay_{t+1} g_{t+1}: the only serial part.
-  T carry = 0;
-  for (int64_t t = L - 1; t >= 0; --t) {
-    carry = dh_row[t] + (t + 1 < L ? decay[t + 1] : T(0)) * carry;
-    g[t] = carry;
-  }
+                          const T* __restrict B_row, const T* __restrict h_row, const T* __restrict decay,
+                          const T* __restrict g, T* __restrict work, T* __restrict ddt, T* __restrict du_row,
+                          T* __restrict dB_row) {
   // With h_{-1} = 0 step 0 has no exponent gradient; work holds d(loss)/d(exponent) * dt.
   work[0] = T(0);
   ddt[0] += g[0] * B_row[0] * u_row[0];
@@ -140,35 +205,54 @@ void scan_backward_rows(const ScanShape& s, const T* dh, const T* u, const T* de
                         const T* bias, bool softplus, const T* h, T* du, T* ddelta, double* dA_rows,
                         double* dbias_rows, T* dB_channels) {
   const int64_t L = s.L, N = s.N;
-  at::parallel_for(0, s.batch * s.D, 1, [&](int64_t begin, int64_t end) {
-    RowBuffers<T> buf(L);
-    T* __restrict dt = buf.dt.data();
-    T* __restrict slope = buf.slope.data();
-    T* __restrict dtu = buf.dtu.data();
-    T* __restrict decay = buf.decay.data();
-    T* __restrict g = buf.g.data();
-    T* __restrict ddt = buf.ddt.data();
-    T* __restrict work = buf.work.data();
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t b = row / s.D, d = row % s.D;
-      const T* u_row = u + row * L;
-      discretise(delta + row * L, bias != nullptr ? bias[d] : T(0), softplus, L, dt, slope);
-      for (int64_t t = 0; t < L; ++t) {
-        dtu[t] = dt[t] * u_row[t];
+  enum { kDdt = kStepCount, kDecay, kG, kWork, kCount };
+  for_each_block(s, [&](int64_t first, int64_t count) {
+    BlockBuffers<T> buf(L, kCount);
+    discretise_block(s, first, count, u, delta, bias, softplus, buf);
+    for (int64_t r = 0; r < count; ++r) {
+      const int64_t row = first + r;
+      std::fill(buf.row(kDdt, r), buf.row(kDdt, r) + L, T(0));
+      std::fill(du + row * L, du + (row + 1) * L, T(0));
+    }
+    alignas(64) T next_decay[kBlockRows * kChunk];
+    alignas(64) T carry[kBlockRows * kChunk];
+    for (int64_t n = 0; n < N; ++n) {
+      for (int64_t r = 0; r < count; ++r) {
+        const int64_t d = (first + r) % s.D;
+        exp_scaled(buf.row(kDt, r), A[d * N + n], L, buf.row(kDecay, r));
       }
-      std::fill(ddt, ddt + L, T(0));
-      T* du_row = du + row * L;
-      std::fill(du_row, du_row + L, T(0));
-      for (int64_t n = 0; n < N; ++n) {
+      // The adjoint chain g_t = dh_t + decay_{t+1} g_{t+1}, the only serial part, chunk by chunk from the end.
+      T state[kBlockRows] = {};
+      for (int64_t t1 = L; t1 > 0; t1 -= kChunk) {
+        const int64_t t0 = std::max<int64_t>(0, t1 - kChunk), len = t1 - t0;
+        for (int64_t r = 0; r < count; ++r) {
+          const T* decay = buf.row(kDecay, r);
+          T* a = next_decay + r * kChunk;
+          std::copy(decay + t0 + 1, decay + std::min(t1 + 1, L), a);
+          if (t1 == L) {
+            a[len - 1] = T(0);  // no step after the last
+          }
+          std::copy_n(dh + ((first + r) * N + n) * L + t0, len, carry + r * kChunk);
+        }
+        chain_chunk<T, true>(count, len, next_decay, carry, state);
+        for (int64_t r = 0; r < count; ++r) {
+          std::copy_n(carry + r * kChunk, len, buf.row(kG, r) + t0);
+        }
+      }
+      for (int64_t r = 0; r < count; ++r) {
+        const int64_t row = first + r, b = row / s.D, d = row % s.D;
         const T* B_row = B + ((b * s.G + s.group_of(d)) * N + n) * L;
         const int64_t offset = (row * N + n) * L;
-        dA_rows[row * N + n] = backward_state_row<T>(L, A[d * N + n], dt, dtu, u_row, B_row, h + offset, dh + offset,
-                                                     decay, g, work, ddt, du_row, dB_channels + offset);
+        dA_rows[row * N + n] = backward_state_row<T>(L, A[d * N + n], buf.row(kDt, r), buf.row(kDtu, r), u + row * L,
+                                                     B_row, h + offset, buf.row(kDecay, r), buf.row(kG, r),
+                                                     buf.row(kWork, r),
+                                                     buf.row(kDdt, r), du + row * L, dB_channels + offset);
       }
+    }
+    for (int64_t r = 0; r < count; ++r) {
+      const int64_t row = first + r;
       T* ddelta_row = ddelta + row * L;
-      for (int64_t t = 0; t < L; ++t) {
-        ddelta_row[t] = ddt[t] * slope[t];
-      }
+      multiply(buf.row(kDdt, r), buf.row(kSlope, r), L, ddelta_row);
       dbias_rows[row] = sum_as_double(ddelta_row, L);
     }
   });
@@ -178,7 +262,7 @@ void scan_backward_rows(const ScanShape& s, const T* dh, const T* u, const T* de
 template <typename T>
 void sum_groups(const ScanShape& s, const T* dB_channels, T* dB) {
   const int64_t per_group = s.D / s.G, L = s.L, N = s.N;
-  at::parallel_for(0, s.batch * s.G * N, 1, [&](int64_t begin, int64_t end) {
+  parallel_blocks(s.batch * s.G * N, items_per_block(per_group * L), per_group * L, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task % N, bg = task / N;
       const int64_t b = bg / s.G, grp = bg % s.G;
@@ -276,4 +360,4 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> selective
   return {du, ddelta, dA, dB, dbias};
 }
 
-}  // namespace a2mamba::cpu
+}  // namespace a2mamba::cpu::A2MAMBA_CPU_VARIANT

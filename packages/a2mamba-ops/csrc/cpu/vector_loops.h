@@ -4,9 +4,11 @@
 // no reduction at all.
 #pragma once
 
+#include "cpu/variant.h"
+
 #include <cstdint>
 
-namespace a2mamba::cpu {
+namespace a2mamba::cpu::A2MAMBA_CPU_VARIANT {
 
 template <typename T>
 inline T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
@@ -34,4 +36,4 @@ inline void axpy(T alpha, const T* __restrict x, T* __restrict y, int64_t n) {
   }
 }
 
-}  // namespace a2mamba::cpu
+}  // namespace a2mamba::cpu::A2MAMBA_CPU_VARIANT

@@ -11,6 +11,7 @@ forces another.
 
 from . import _export  # noqa: F401  (lets torch.onnx.export decompose the native ops)
 from ._backends import available_backends, use_backend
+from ._native import cpu_capability
 from ._version import __version__
 from .na2d import na2d_av, na2d_qk
 from .scan import selective_scan_state
@@ -18,6 +19,7 @@ from .scan import selective_scan_state
 __all__ = [
     "__version__",
     "available_backends",
+    "cpu_capability",
     "na2d_av",
     "na2d_qk",
     "selective_scan_state",

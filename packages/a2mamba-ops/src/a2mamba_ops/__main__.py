@@ -25,6 +25,12 @@ def main() -> int:
         print(f"native      not loaded: {_native.IMPORT_ERROR}")
     else:
         print(f"compiler    {info['compiler']}")
+        if _native.has_cpu_kernels():
+            print(
+                f"cpu kernels {_native.cpu_capability()} ({_native.cpu_capability_reason}; "
+                f"compiled: {', '.join(_native.compiled_cpu_capabilities())}; "
+                f"this CPU runs: {', '.join(_native.supported_cpu_capabilities())})"
+            )
         if info["cuda"]:
             print(f"cuda archs  {info['cuda_archs']} (torch CUDA {torch.version.cuda})")
             if not torch.cuda.is_available():

@@ -1,9 +1,13 @@
-"""Loading the compiled extension, if it was built, and telling a broken install from a CPU-only one."""
+"""Loading the compiled extension, if it was built: telling a broken install from a CPU-only one,
+and choosing the CPU kernel variant."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch  # noqa: F401  (the extension links against torch's libraries)
@@ -23,6 +27,11 @@ except ImportError as exc:  # a source checkout without a build, or a broken bui
 MANIFEST = Path(__file__).with_name("_build_manifest.json")
 # Test suites fail when the native CPU backend is missing, unless this is set to 1 (pure-Python checkouts).
 ALLOW_MISSING_ENV = "A2MAMBA_ALLOW_MISSING_NATIVE"
+
+# Like ATen's ATEN_CPU_CAPABILITY: names the CPU kernel variant to run instead of the best one.
+CPU_CAPABILITY_ENV = "A2MAMBA_CPU_CAPABILITY"
+# Why the current variant runs: "best supported" or "forced by A2MAMBA_CPU_CAPABILITY".
+cpu_capability_reason = "best supported"
 
 
 def build_info() -> dict:
@@ -68,3 +77,60 @@ def check_build() -> list[str]:
 
 def missing_native_allowed() -> bool:
     return os.environ.get(ALLOW_MISSING_ENV) == "1"
+
+
+def cpu_capability() -> str | None:
+    """The instruction-set variant the CPU kernels run: 'default', 'avx2' or 'avx512' (None without kernels)."""
+    return _C.cpu.current_capability() if has_cpu_kernels() else None
+
+
+def compiled_cpu_capabilities() -> list[str]:
+    """Variants of the CPU kernels in this build, from the least to the most demanding."""
+    return list(_C.cpu.compiled_capabilities()) if has_cpu_kernels() else []
+
+
+def supported_cpu_capabilities() -> list[str]:
+    """Those of the compiled variants that this CPU can run."""
+    return list(_C.cpu.supported_capabilities()) if has_cpu_kernels() else []
+
+
+def set_cpu_capability(name: str) -> None:
+    """Run the CPU kernels of variant `name` from now on (process-wide). ValueError if the CPU can't."""
+    if not has_cpu_kernels():
+        raise RuntimeError("a2mamba-ops was built without CPU kernels")
+    if not isinstance(name, str):
+        raise TypeError(f"CPU capability must be a str, got {type(name).__name__}")
+    _C.cpu.set_capability(name)
+
+
+@contextlib.contextmanager
+def forced_cpu_capability(name: str) -> Iterator[None]:
+    """Run the CPU kernels of variant `name` inside the block (for tests and benchmarks)."""
+    previous = cpu_capability()
+    set_cpu_capability(name)
+    try:
+        yield
+    finally:
+        set_cpu_capability(previous)
+
+
+def _apply_environment() -> None:
+    global cpu_capability_reason
+    requested = os.environ.get(CPU_CAPABILITY_ENV, "").strip().lower()
+    if not requested or not has_cpu_kernels():
+        return
+    try:
+        set_cpu_capability(requested)
+    except ValueError as exc:
+        # As ATen does with ATEN_CPU_CAPABILITY: a value this machine cannot honour must not
+        # stop the import; the best supported variant runs instead.
+        warnings.warn(
+            f"{CPU_CAPABILITY_ENV}={requested!r} ignored: {exc}; running {cpu_capability()!r}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return
+    cpu_capability_reason = f"forced by {CPU_CAPABILITY_ENV}"
+
+
+_apply_environment()

@@ -1,0 +1,48 @@
+// Fixed-width vectors for the CPU kernels, as GCC/Clang vector extensions: the
+// same source becomes SSE2, AVX2 or AVX-512 code in each variant's object
+// (see capability.h), with no intrinsics to keep per instruction set.
+#pragma once
+
+#include "cpu/variant.h"
+
+#include <cstring>
+
+namespace a2mamba::cpu::A2MAMBA_CPU_VARIANT {
+
+#if defined(__AVX512F__)
+constexpr int kVectorBytes = 64;
+#elif defined(__AVX__)
+constexpr int kVectorBytes = 32;
+#else
+constexpr int kVectorBytes = 16;
+#endif
+
+template <typename T>
+struct SimdTraits;
+template <>
+struct SimdTraits<float> {
+  typedef float type __attribute__((vector_size(kVectorBytes)));
+};
+template <>
+struct SimdTraits<double> {
+  typedef double type __attribute__((vector_size(kVectorBytes)));
+};
+
+template <typename T>
+using Vec = typename SimdTraits<T>::type;
+template <typename T>
+constexpr int kLanes = kVectorBytes / sizeof(T);
+
+// Unaligned load and store (memcpy of a vector's size compiles to one move).
+template <typename T>
+inline Vec<T> load(const T* p) {
+  Vec<T> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <typename T>
+inline void store(T* p, Vec<T> v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+}  // namespace a2mamba::cpu::A2MAMBA_CPU_VARIANT
