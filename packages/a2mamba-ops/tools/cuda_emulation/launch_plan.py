@@ -11,7 +11,7 @@ from __future__ import annotations
 import a2mamba_configs
 
 NA_THREADS = 256
-SCAN_THREADS = {"scan_fwd_kernel": 256, "scan_bwd_kernel": 256}
+SCAN_THREADS = {"scan_fwd_kernel": 128, "scan_bwd_kernel": 256}
 TILE = 8
 
 
@@ -32,7 +32,7 @@ def na_dynamic_smem(kind: str, dtype: str, kernel: tuple[int, int], dilation: tu
         return (TILE * TILE * kh * kw + rect * (chunk + 1)) * size
     if kind == "scatter":
         rect = (TILE + 2 * kh - 2) * (TILE + 2 * kw - 2)
-        return rect * (chunk + 1) * size  # rows of 16-byte packs, 80 bytes apart
+        return rect * (chunk + 16 // size) * size  # rows of 16-byte packs, 80 bytes apart
     raise ValueError(f"unknown na kernel kind {kind!r}")
 
 
