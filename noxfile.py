@@ -186,7 +186,7 @@ def cuda_report(session: nox.Session) -> None:
     `-- --library PATH` reports on an existing build instead.
     """
     nvcc = shutil.which("nvcc") or (shutil.which("nvcc", path="/usr/local/cuda/bin"))
-    session.install(TORCH[0], "nvidia-cuda-cuobjdump")
+    session.install(TORCH[0], "nvidia-cuda-cuobjdump", "nvidia-cuda-nvdisasm")  # cuobjdump -sass runs nvdisasm
     results = ROOT / "benchmarks" / "results"
     report = [
         "python",

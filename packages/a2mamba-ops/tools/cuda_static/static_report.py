@@ -119,7 +119,10 @@ def short_name(demangled: str) -> tuple[str, str, str]:
 
 
 def run(tool: str, *args: str) -> str:
-    return subprocess.run([tool, *args], capture_output=True, text=True, check=True).stdout
+    done = subprocess.run([tool, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{Path(tool).name} {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
+    return done.stdout
 
 
 def parse_resources(text: str) -> dict[tuple[str, str], dict[str, int]]:
