@@ -5,6 +5,7 @@ nox -s tests       all packages' tests in one venv (torch pinned)
 nox -s tests_ops   the ops alone, in a venv holding only torch (+ build tools)
 nox -s build_cuda  compile-and-link check of the CUDA kernels (skips without nvcc)
 nox -s cuda_emulation  the CUDA kernels' logic checked on the CPU against the reference (no GPU)
+nox -s cuda_report     static report of the compiled CUDA kernels (registers, spills, occupancy; no GPU)
 nox -s bench       pytest-benchmark of the kernels, JSON + table under benchmarks/results/
 nox -s cpu_targets the CPU speed targets side by side in one run, JSON + table + plot under benchmarks/results/
 nox -s asv         asv quick suite on the current commit + HTML report (.asv/html)
@@ -21,6 +22,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import zipfile
 from pathlib import Path
 
 import nox
@@ -35,6 +37,7 @@ TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
 BUILD_TOOLS = ["scikit-build-core>=0.10", "cmake>=3.24", "ninja"]
 TEST_TOOLS = ["pytest>=8", "numpy"]
 RUFF = "ruff==0.17.6"  # pinned: a new ruff release must not turn CI red on its own
+CUDA_WHEEL_DIR = "cuda-wheel"  # build_cuda keeps its wheel here (in its session tmp) for cuda_report
 
 nox.options.sessions = ["lint", "tests"]
 FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
@@ -108,6 +111,28 @@ def tests_ops(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "-p", "no:cacheprovider", "-ra", str(OPS / "tests"), *session.posargs)
 
 
+def build_cuda_wheel(session: nox.Session, nvcc: str, arch_list: str, wheel_dir: Path, build_dir: Path) -> list[Path]:
+    """A wheel of the ops with the CUDA kernels for `arch_list`, warnings as errors."""
+    session.run(
+        "pip",
+        "wheel",
+        "--no-build-isolation",
+        "--no-deps",
+        "-w",
+        str(wheel_dir),
+        str(OPS),
+        env={
+            "A2MAMBA_CUDA": "ON",
+            "A2MAMBA_WERROR": "ON",
+            "TORCH_CUDA_ARCH_LIST": arch_list,
+            "CUDACXX": nvcc,
+            "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2),
+            "SKBUILD_BUILD_DIR": str(build_dir),
+        },
+    )
+    return sorted(wheel_dir.glob("*.whl"))
+
+
 @nox.session(python="3.11")
 def build_cuda(session: nox.Session) -> None:
     """Compile and link every CUDA source, warnings as errors. Nothing runs.
@@ -121,26 +146,12 @@ def build_cuda(session: nox.Session) -> None:
     session.install(TORCH[0])
     session.install(*BUILD_TOOLS)
     arch_list = os.environ.get("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
-    with tempfile.TemporaryDirectory() as out:
-        session.run(
-            "pip",
-            "wheel",
-            "--no-build-isolation",
-            "--no-deps",
-            "-w",
-            out,
-            str(OPS),
-            env={
-                "A2MAMBA_CUDA": "ON",
-                "A2MAMBA_WERROR": "ON",
-                "TORCH_CUDA_ARCH_LIST": arch_list,
-                "CUDACXX": nvcc,
-                "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2),
-                # A fresh build dir, so this check never reuses a CPU-only configuration.
-                "SKBUILD_BUILD_DIR": str(Path(out) / "build"),
-            },
-        )
-        wheels = list(Path(out).glob("*.whl"))
+    # The wheel is kept (CUDA_WHEEL_DIR) for `nox -s cuda_report`, which reads its kernels.
+    wheel_dir = Path(session.create_tmp()) / CUDA_WHEEL_DIR
+    shutil.rmtree(wheel_dir, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as build:
+        # A fresh build dir, so this check never reuses a CPU-only configuration.
+        wheels = build_cuda_wheel(session, nvcc, arch_list, wheel_dir, Path(build) / "build")
         session.log(f"CUDA build linked: {', '.join(w.name for w in wheels)}")
         # The wheel must import here (no GPU) and report the architectures it was built for.
         session.install("--no-deps", "--force-reinstall", *map(str, wheels))
@@ -162,8 +173,55 @@ def cuda_emulation(session: nox.Session) -> None:
         str(OPS / "tools" / "cuda_emulation" / "check_kernels.py"),
         "--build-dir",
         str(Path(session.create_tmp()) / "emulation-build"),
+        "--bounds-check",
         *session.posargs,
     )
+
+
+@nox.session(python="3.11")
+def cuda_report(session: nox.Session) -> None:
+    """Static report of the compiled CUDA kernels: benchmarks/results/cuda-static.{json,md}.
+
+    Builds the library (default archs, or TORCH_CUDA_ARCH_LIST) in a kept build folder, reads
+    registers, stack, local memory, shared memory and SASS with cuobjdump, and fails when a
+    float32/float16/bfloat16 kernel has a stack frame or spills. No GPU; nothing runs.
+    `-- --library PATH` reports on an existing build instead.
+    """
+    nvcc = shutil.which("nvcc") or (shutil.which("nvcc", path="/usr/local/cuda/bin"))
+    session.install(TORCH[0], "nvidia-cuda-cuobjdump", "nvidia-cuda-nvdisasm")  # cuobjdump -sass runs nvdisasm
+    results = ROOT / "benchmarks" / "results"
+    report = [
+        "python",
+        str(OPS / "tools" / "cuda_static" / "static_report.py"),
+        "--out-dir",
+        str(results),
+        "--baseline",
+        str(results / "cuda-static-baseline.json"),
+        "--check",
+    ]
+    if "--library" in session.posargs:
+        session.run(*report, *session.posargs)
+        return
+    # The wheel `nox -s build_cuda` just built, when it is newer than every kernel source.
+    wheels = sorted((Path(session.create_tmp()).parents[1] / "build_cuda" / "tmp" / CUDA_WHEEL_DIR).glob("*.whl"))
+    newest_source = max(p.stat().st_mtime for p in (OPS / "csrc").rglob("*") if p.is_file())
+    if wheels and wheels[-1].stat().st_mtime > newest_source:
+        session.log(f"reading the kernels of {wheels[-1].name} (from nox -s build_cuda)")
+    else:
+        if nvcc is None:
+            session.skip("nvcc not found: the CUDA kernels cannot be compiled on this machine")
+        session.install(*BUILD_TOOLS)
+        wheel_dir = Path(session.create_tmp()) / CUDA_WHEEL_DIR
+        shutil.rmtree(wheel_dir, ignore_errors=True)
+        arch_list = os.environ.get("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+        # A kept build dir: a rerun recompiles only what changed.
+        wheels = build_cuda_wheel(session, nvcc, arch_list, wheel_dir, Path(session.create_tmp()) / "cuda-build")
+    library = Path(session.create_tmp()) / "library"
+    shutil.rmtree(library, ignore_errors=True)
+    with zipfile.ZipFile(wheels[-1]) as wheel:
+        names = [n for n in wheel.namelist() if Path(n).name.startswith("_C") and n.endswith(".so")]
+        wheel.extract(names[0], library)
+    session.run(*report, "--library", str(library / names[0]), *session.posargs)
 
 
 @nox.session(python="3.11")

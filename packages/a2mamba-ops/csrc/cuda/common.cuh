@@ -40,10 +40,12 @@ template <typename S>
 __device__ __forceinline__ S softplus(S x) {
   return x > S(20) ? x : log1p_of(exp_of(x));
 }
-template <typename S>
-__device__ __forceinline__ S softplus_grad(S x) {
-  return x > S(20) ? S(1) : S(1) / (S(1) + exp_of(-x));
+// The float version divides with __fdividef (about 2 ulp): an IEEE division
+// branches to a slow-path subroutine whose call needs a stack frame.
+__device__ __forceinline__ float softplus_grad(float x) {
+  return x > 20.0f ? 1.0f : __fdividef(1.0f, 1.0f + exp_of(-x));
 }
+__device__ __forceinline__ double softplus_grad(double x) { return x > 20.0 ? 1.0 : 1.0 / (1.0 + exp_of(-x)); }
 
 template <typename S>
 __device__ __forceinline__ S warp_sum(S v) {
@@ -51,6 +53,12 @@ __device__ __forceinline__ S warp_sum(S v) {
   for (int offset = kWarpSize / 2; offset > 0; offset >>= 1) v += __shfl_xor_sync(kFullMask, v, offset);
   return v;
 }
+
+// 16 bytes of T, for single 16-byte loads and stores (at 16-byte aligned addresses only).
+template <typename T>
+struct alignas(16) Pack16 {
+  T v[16 / sizeof(T)];
+};
 
 template <typename T>
 __device__ __forceinline__ acc_t<T> load_acc(const T* p) {

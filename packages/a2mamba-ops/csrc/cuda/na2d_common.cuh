@@ -76,14 +76,17 @@ struct NaBlock {
 };
 
 __device__ __forceinline__ NaBlock locate_block(const NaShape& s) {
+  // 32-bit arithmetic (the launcher keeps the grid below 2^31 blocks): a 64-bit
+  // division is a subroutine call, which costs the kernel a stack frame.
   NaBlock blk;
-  const int64_t tile = blockIdx.x % s.tiles;
-  blk.bh = blockIdx.x / s.tiles;
-  const int tx = static_cast<int>(tile % s.tiles_w);
-  const int ty = static_cast<int>((tile / s.tiles_w) % s.tiles_h);
-  const int64_t group = tile / (int64_t{s.tiles_w} * s.tiles_h);
-  blk.gw = static_cast<int>(group % s.dw);
-  blk.gh = static_cast<int>(group / s.dw);
+  const unsigned tiles = static_cast<unsigned>(s.tiles);
+  const unsigned tile = blockIdx.x % tiles;
+  blk.bh = blockIdx.x / tiles;
+  const int tx = static_cast<int>(tile % static_cast<unsigned>(s.tiles_w));
+  const int ty = static_cast<int>((tile / static_cast<unsigned>(s.tiles_w)) % static_cast<unsigned>(s.tiles_h));
+  const unsigned group = tile / static_cast<unsigned>(s.tiles_w * s.tiles_h);
+  blk.gw = static_cast<int>(group % static_cast<unsigned>(s.dw));
+  blk.gh = static_cast<int>(group / static_cast<unsigned>(s.dw));
   blk.len_h = group_length(s.H, s.dh, blk.gh);
   blk.len_w = group_length(s.W, s.dw, blk.gw);
   blk.j0h = ty * kTile;
@@ -100,9 +103,9 @@ __device__ __forceinline__ int64_t pixel_of(const NaShape& s, const NaBlock& blk
 }
 
 // Stages channels [c0, c0 + CC) of a rectangle of group positions into
-// shared memory, row stride CC + 1 (odd, so lanes reading different pixels
-// hit different banks); channels past C read as zero.
-template <typename T, int CC>
+// shared memory, row stride `Stride` (by default CC + 1: odd, so lanes reading
+// different pixels hit different banks); channels past C read as zero.
+template <typename T, int CC, int Stride = CC + 1>
 __device__ __forceinline__ void stage_rect(acc_t<T>* dst, const T* __restrict__ src, const NaShape& s,
                                            const NaBlock& blk, int h0, int w0, int rows, int cols, int c0) {
   const int total = rows * cols * CC;
@@ -111,7 +114,7 @@ __device__ __forceinline__ void stage_rect(acc_t<T>* dst, const T* __restrict__ 
     const int p = idx / CC;
     const int y = p / cols, x = p % cols;
     const int c = c0 + cc;
-    dst[p * (CC + 1) + cc] =
+    dst[p * Stride + cc] =
         c < s.C ? load_acc(src + pixel_of(s, blk, h0 + y, w0 + x) * s.C + c) : acc_t<T>(0);
   }
 }
@@ -119,8 +122,10 @@ __device__ __forceinline__ void stage_rect(acc_t<T>* dst, const T* __restrict__ 
 // ------------------------------------------------------------------ logits
 // Warp w handles tile column w; for each of the tile's rows it holds the
 // query's kSlots * 32 logit slots (slot t = lane + 32 * k) in registers.
+// At least two blocks per SM: without that bound ptxas squeezes the kernel
+// into 48-64 registers and spills (a stack frame) to reach 4 blocks.
 template <typename T, int kSlots>
-__global__ void __launch_bounds__(kNaThreads)
+__global__ void __launch_bounds__(kNaThreads, 2)
     na_logits_kernel(NaShape s, const T* __restrict__ x, const T* __restrict__ y, const T* __restrict__ rpb,
                      T* __restrict__ out) {
   using S = acc_t<T>;
@@ -185,7 +190,7 @@ __global__ void __launch_bounds__(kNaThreads)
   }
 
   if (!col_ok) return;
-  const int head = static_cast<int>(blk.bh % s.heads);
+  const int head = static_cast<int>(static_cast<unsigned>(blk.bh) % static_cast<unsigned>(s.heads));
   const int bias_w = start_w - jw + s.kw - 1;
 #pragma unroll
   for (int r = 0; r < kTile; ++r) {
@@ -310,16 +315,36 @@ __global__ void __launch_bounds__(kNaThreads)
 // ----------------------------------------------------------------- scatter
 // The block owns a tile of key positions; X of every query that attends one
 // of them is staged (chunk of channels at a time); A is read from global
-// memory (each entry once per chunk). Thread = (key, group of CC / 4 channels).
+// memory (each entry once per chunk and channel group). Thread = (key, group
+// of kPerThread channels, one 16-byte pack). Which window slot of query row
+// ih (column iw) holds key row jh (column jw) comes from small tables built
+// once per block, so the inner loop is a load of A, one packed shared-memory
+// load of X and kPerThread FMAs, with no window arithmetic.
+constexpr int kScatterMaxRect = kTile + 2 * kMaxKernel - 2;
+
+// Row stride of the scatter's staged X: rows stay 16-byte aligned (a thread's
+// channels load as one pack) and 80 bytes apart, so the eight lanes of a
+// quarter warp reading consecutive query rows hit distinct banks.
+template <typename S>
+constexpr int scatter_stride() {
+  return channel_chunk<S>() + 16 / static_cast<int>(sizeof(S));
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kNaThreads)
     na_scatter_kernel(NaShape s, const T* __restrict__ a, const T* __restrict__ x, T* __restrict__ out) {
   using S = acc_t<T>;
   constexpr int CC = channel_chunk<S>();
+  constexpr int kStride = scatter_stride<S>();
   constexpr int kGroups = kNaThreads / kTilePixels;
   constexpr int kPerThread = CC / kGroups;
+  static_assert(kPerThread * sizeof(S) == sizeof(Pack16<S>), "a thread's channels are one 16-byte pack");
   A2MAMBA_DYNAMIC_SMEM(smem_raw);
-  S* x_s = reinterpret_cast<S*>(smem_raw);  // rect * (CC + 1)
+  S* x_s = reinterpret_cast<S*>(smem_raw);  // rect * kStride
+  // slot_h[ky][r]: window row of query row rect_h0 + r that holds key row j0h + ky (used only
+  // where that query attends the key); slot_w likewise for columns.
+  __shared__ int slot_h[kTile][kScatterMaxRect];
+  __shared__ int slot_w[kTile][kScatterMaxRect];
 
   const NaBlock blk = locate_block(s);
   if (blk.empty) return;
@@ -328,6 +353,11 @@ __global__ void __launch_bounds__(kNaThreads)
   const int rect_w0 = first_query_of(blk.j0w, blk.len_w, s.kw);
   const int rect_h = last_query_of(blk.j0h + blk.count_h - 1, blk.len_h, s.kh) - rect_h0 + 1;
   const int rect_w = last_query_of(blk.j0w + blk.count_w - 1, blk.len_w, s.kw) - rect_w0 + 1;
+  for (int idx = threadIdx.x; idx < kTile * kScatterMaxRect; idx += blockDim.x) {
+    const int k = idx / kScatterMaxRect, r = idx % kScatterMaxRect;
+    slot_h[k][r] = r < rect_h ? blk.j0h + k - window_start(rect_h0 + r, blk.len_h, s.kh) : 0;
+    slot_w[k][r] = r < rect_w ? blk.j0w + k - window_start(rect_w0 + r, blk.len_w, s.kw) : 0;
+  }
 
   const int key = threadIdx.x % kTilePixels;
   const int group = threadIdx.x / kTilePixels;
@@ -338,22 +368,27 @@ __global__ void __launch_bounds__(kNaThreads)
   const int q_h1 = key_ok ? last_query_of(jh, blk.len_h, s.kh) : -1;
   const int q_w0 = key_ok ? first_query_of(jw, blk.len_w, s.kw) : 0;
   const int q_w1 = key_ok ? last_query_of(jw, blk.len_w, s.kw) : -1;
+  const int64_t a_step = int64_t{s.dw} * KK;  // A entries from one query column to the next
 
   for (int c0 = 0; c0 < s.C; c0 += CC) {
-    stage_rect<T, CC>(x_s, x, s, blk, rect_h0, rect_w0, rect_h, rect_w, c0);
+    stage_rect<T, CC, kStride>(x_s, x, s, blk, rect_h0, rect_w0, rect_h, rect_w, c0);
     __syncthreads();
     if (key_ok) {
       S acc[kPerThread];
 #pragma unroll
       for (int j = 0; j < kPerThread; ++j) acc[j] = S(0);
       for (int ih = q_h0; ih <= q_h1; ++ih) {
-        const int th = jh - window_start(ih, blk.len_h, s.kh);
-        for (int iw = q_w0; iw <= q_w1; ++iw) {
-          const int tw = jw - window_start(iw, blk.len_w, s.kw);
-          const S av = load_acc(a + pixel_of(s, blk, ih, iw) * KK + th * s.kw + tw);
-          const S* x_q = x_s + ((ih - rect_h0) * rect_w + iw - rect_w0) * (CC + 1) + group * kPerThread;
+        const int rh = ih - rect_h0;
+        const T* a_q = a + pixel_of(s, blk, ih, q_w0) * KK + slot_h[ky][rh] * s.kw;
+        const S* x_q = x_s + (rh * rect_w + q_w0 - rect_w0) * kStride + group * kPerThread;
+        const int* slot_q = &slot_w[kx][q_w0 - rect_w0];
+        for (int i = 0; i <= q_w1 - q_w0; ++i) {
+          const S av = load_acc(a_q + slot_q[i]);
+          const Pack16<S> xv = *reinterpret_cast<const Pack16<S>*>(x_q);
 #pragma unroll
-          for (int j = 0; j < kPerThread; ++j) acc[j] += av * x_q[j];
+          for (int j = 0; j < kPerThread; ++j) acc[j] += av * xv.v[j];
+          a_q += a_step;
+          x_q += kStride;
         }
       }
       T* dst = out + pixel_of(s, blk, jh, jw) * s.C;
@@ -366,94 +401,5 @@ __global__ void __launch_bounds__(kNaThreads)
     __syncthreads();
   }
 }
-
-// ------------------------------------------------------------------- host side
-
-inline NaShape make_na_shape(const at::Tensor& t, int64_t kh, int64_t kw, int64_t dh, int64_t dw, const char* op) {
-#ifndef A2MAMBA_EMULATE_CUDA
-  TORCH_CHECK(t.is_cuda(), op, " (cuda): expected CUDA tensors");
-#endif
-  TORCH_CHECK(t.is_contiguous() && t.dim() == 5, op, " (cuda): expected contiguous (batch, heads, H, W, dim) tensors");
-  TORCH_CHECK(kh >= 1 && kw >= 1 && kh % 2 == 1 && kw % 2 == 1 && kh <= kMaxKernel && kw <= kMaxKernel, op,
-              " (cuda): kernel sizes must be odd and at most ", kMaxKernel, ", got ", kh, "x", kw);
-  TORCH_CHECK(dh >= 1 && dw >= 1, op, " (cuda): dilation must be positive");
-  TORCH_CHECK(t.size(2) >= kh * dh && t.size(3) >= kw * dw, op, " (cuda): the map must be at least kernel*dilation");
-  TORCH_CHECK(t.size(2) < (1 << 30) && t.size(3) < (1 << 30) && t.size(4) < (1 << 30), op, " (cuda): sizes too large");
-  NaShape s;
-  s.batch_heads = t.size(0) * t.size(1);
-  s.heads = static_cast<int>(t.size(1));
-  s.H = static_cast<int>(t.size(2));
-  s.W = static_cast<int>(t.size(3));
-  s.C = static_cast<int>(t.size(4));
-  s.kh = static_cast<int>(kh);
-  s.kw = static_cast<int>(kw);
-  s.dh = static_cast<int>(dh);
-  s.dw = static_cast<int>(dw);
-  s.tiles_h = static_cast<int>(ceil_div(group_length(s.H, s.dh, 0), kTile));
-  s.tiles_w = static_cast<int>(ceil_div(group_length(s.W, s.dw, 0), kTile));
-  s.tiles = int64_t{s.dh} * s.dw * s.tiles_h * s.tiles_w;
-  return s;
-}
-
-#ifndef A2MAMBA_EMULATE_CUDA
-
-#define A2MAMBA_NA_DISPATCH(dtype, name, ...) \
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, name, __VA_ARGS__)
-
-inline unsigned na_blocks(const NaShape& s) {
-  const int64_t blocks = s.batch_heads * s.tiles;
-  TORCH_CHECK(blocks < (int64_t{1} << 31), "na2d (cuda): too many tiles");
-  return static_cast<unsigned>(blocks);
-}
-
-// X and Y (batch, heads, H, W, C) -> (batch, heads, H, W, kh*kw) in `out`.
-template <typename T>
-void launch_logits(const NaShape& s, const T* x, const T* y, const T* rpb, T* out, cudaStream_t stream, int device) {
-  using S = acc_t<T>;
-  constexpr int CC = channel_chunk<S>();
-  const int64_t rect = int64_t{kTile + s.kh - 1} * (kTile + s.kw - 1);
-  const int64_t smem = (kTilePixels * CC + rect * (CC + 1)) * static_cast<int64_t>(sizeof(S));
-  const int slots = (s.kh * s.kw + kWarpSize - 1) / kWarpSize;
-  auto run = [&](auto kernel) {
-    allow_dynamic_smem(kernel, smem, device, "na2d logits");
-    kernel<<<na_blocks(s), kNaThreads, smem, stream>>>(s, x, y, rpb, out);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  };
-  switch (slots) {
-    case 1: run(na_logits_kernel<T, 1>); break;
-    case 2: run(na_logits_kernel<T, 2>); break;
-    case 3: run(na_logits_kernel<T, 3>); break;
-    case 4: run(na_logits_kernel<T, 4>); break;
-    case 5: run(na_logits_kernel<T, 5>); break;
-    default: run(na_logits_kernel<T, kMaxSlotsPerLane>); break;
-  }
-}
-
-template <typename T>
-void launch_aggregate(const NaShape& s, const T* a, const T* y, T* out, acc_t<T>* bias_partial, cudaStream_t stream,
-                      int device) {
-  using S = acc_t<T>;
-  constexpr int CC = channel_chunk<S>();
-  const int64_t rect = int64_t{kTile + s.kh - 1} * (kTile + s.kw - 1);
-  const int64_t smem = (int64_t{kTilePixels} * s.kh * s.kw + rect * (CC + 1)) * static_cast<int64_t>(sizeof(S));
-  auto kernel = na_aggregate_kernel<T>;
-  allow_dynamic_smem(kernel, smem, device, "na2d aggregate");
-  kernel<<<na_blocks(s), kNaThreads, smem, stream>>>(s, a, y, out, bias_partial);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
-
-template <typename T>
-void launch_scatter(const NaShape& s, const T* a, const T* x, T* out, cudaStream_t stream, int device) {
-  using S = acc_t<T>;
-  constexpr int CC = channel_chunk<S>();
-  const int64_t rect = int64_t{kTile + 2 * s.kh - 2} * (kTile + 2 * s.kw - 2);
-  const int64_t smem = rect * (CC + 1) * static_cast<int64_t>(sizeof(S));
-  auto kernel = na_scatter_kernel<T>;
-  allow_dynamic_smem(kernel, smem, device, "na2d scatter");
-  kernel<<<na_blocks(s), kNaThreads, smem, stream>>>(s, a, x, out);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
-
-#endif  // A2MAMBA_EMULATE_CUDA
 
 }  // namespace a2mamba::cuda_detail

@@ -12,9 +12,10 @@
 
 namespace a2mamba::cuda_detail {
 
-constexpr int kScanWarps = 8;    // rows per block
-constexpr int kScanRounds = 4;   // rounds loaded together
-constexpr int kScanChunk = kWarpSize * kScanRounds;
+constexpr int kScanItems = 8;     // forward: consecutive steps per lane
+constexpr int kScanFwdRows = 4;   // forward: rows (warps) per block
+constexpr int kScanFwdChunk = kWarpSize * kScanItems;
+constexpr int kScanWarps = 8;     // backward: rows (warps) per block
 
 template <typename T>
 struct ScanArgs {
@@ -24,6 +25,7 @@ struct ScanArgs {
   const T* B;          // (batch, G, N, L)
   const acc_t<T>* bias;  // (D,) or nullptr
   bool softplus;
+  bool packed;         // L and every pointer allow 16-byte packs (see load_items)
   int64_t rows;        // batch * D
   int D, N, L;
   int channels_per_group;  // D / G: row r reads B group row / channels_per_group
@@ -59,14 +61,63 @@ __device__ __forceinline__ void scan_affine_down(S& a, S& x, int lane) {
   }
 }
 
-// Dispatch over the input dtypes the adapter passes (float64 for checking).
-#define A2MAMBA_DISPATCH_FLOATS(dtype, name, ...) \
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, name, __VA_ARGS__)
+// kScanItems consecutive values from p[t0...] as S; zero past L. With
+// `packed` (rows start on 16-byte boundaries and L is a multiple of every
+// pack) the packs inside L move as one 16-byte access each.
+template <typename T, typename S>
+__device__ __forceinline__ void load_items(const T* __restrict__ p, int t0, int L, bool packed, S (&v)[kScanItems]) {
+  constexpr int kPack = 16 / static_cast<int>(sizeof(T));
+  if constexpr (kScanItems % kPack == 0) {
+    if (packed) {
+#pragma unroll
+      for (int k = 0; k < kScanItems / kPack; ++k) {
+        const int t = t0 + k * kPack;
+        if (t + kPack <= L) {
+          const Pack16<T> pack = *reinterpret_cast<const Pack16<T>*>(p + t);
+#pragma unroll
+          for (int j = 0; j < kPack; ++j) v[k * kPack + j] = static_cast<S>(pack.v[j]);
+        } else {
+#pragma unroll
+          for (int j = 0; j < kPack; ++j) v[k * kPack + j] = S(0);
+        }
+      }
+      return;
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < kScanItems; ++i) v[i] = t0 + i < L ? static_cast<S>(p[t0 + i]) : S(0);
+}
+
+template <typename T, typename S>
+__device__ __forceinline__ void store_items(T* __restrict__ p, int t0, int L, bool packed, const S (&v)[kScanItems]) {
+  constexpr int kPack = 16 / static_cast<int>(sizeof(T));
+  static_assert(kScanItems % kPack == 0, "a lane's items are whole packs");
+  if (packed) {
+#pragma unroll
+    for (int k = 0; k < kScanItems / kPack; ++k) {
+      const int t = t0 + k * kPack;
+      if (t + kPack <= L) {
+        Pack16<T> pack;
+#pragma unroll
+        for (int j = 0; j < kPack; ++j) pack.v[j] = static_cast<T>(v[k * kPack + j]);
+        *reinterpret_cast<Pack16<T>*>(p + t) = pack;
+      }
+    }
+    return;
+  }
+#pragma unroll
+  for (int i = 0; i < kScanItems; ++i)
+    if (t0 + i < L) p[t0 + i] = static_cast<T>(v[i]);
+}
+
+// Deterministic dB: partial rows per group, one per block that holds rows of
+// the group (runs start at the group's first row or at a block boundary).
+inline int scan_dB_parts(int64_t channels_per_group) {
+  return static_cast<int>((channels_per_group + 2 * kScanWarps - 2) / kScanWarps);
+}
 
 inline void check_scan_tensors(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B,
                                const std::optional<at::Tensor>& delta_bias) {
-  TORCH_CHECK(u.is_cuda() && delta.is_cuda() && A.is_cuda() && B.is_cuda(),
-              "selective_scan_state (cuda): every tensor must be on a CUDA device");
   TORCH_CHECK(u.dim() == 3 && delta.sizes() == u.sizes(), "selective_scan_state (cuda): u and delta must be (batch, D, L)");
   TORCH_CHECK(B.dim() == 4 && B.size(0) == u.size(0) && B.size(2) == A.size(1) && B.size(3) == u.size(2),
               "selective_scan_state (cuda): B must be (batch, G, N, L)");
@@ -80,12 +131,12 @@ inline void check_scan_tensors(const at::Tensor& u, const at::Tensor& delta, con
   const auto state = u.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   TORCH_CHECK(A.scalar_type() == state, "selective_scan_state (cuda): A must be ", state, ", got ", A.scalar_type());
   if (delta_bias.has_value() && delta_bias->defined()) {
-    TORCH_CHECK(delta_bias->is_cuda() && delta_bias->is_contiguous() && delta_bias->numel() == u.size(1) &&
+    TORCH_CHECK(delta_bias->is_contiguous() && delta_bias->numel() == u.size(1) &&
                     delta_bias->scalar_type() == state,
                 "selective_scan_state (cuda): delta_bias must be a contiguous (D,) ", state, " tensor");
   }
-  TORCH_CHECK(u.size(2) < (int64_t{1} << 31) && u.size(1) < (int64_t{1} << 31),
-              "selective_scan_state (cuda): L and D must fit in 32 bits");
+  TORCH_CHECK(u.size(2) < (int64_t{1} << 31) && u.size(0) * u.size(1) < (int64_t{1} << 31),
+              "selective_scan_state (cuda): L and batch * D must fit in 31 bits");
 }
 
 template <typename T>
@@ -104,6 +155,12 @@ ScanArgs<T> make_scan_args(const at::Tensor& u, const at::Tensor& delta, const a
   args.N = static_cast<int>(A.size(1));
   args.rows = u.size(0) * u.size(1);
   args.channels_per_group = static_cast<int>(u.size(1) / B.size(1));
+  // 16-byte packs: every row (and h's rows) starts on a 16-byte boundary when L is a multiple of
+  // 8 elements of the widest pack (2-byte inputs) or of 4 (4-byte inputs, float states), and
+  // the allocations are aligned.
+  const int64_t pack_elems = 16 / std::min<int64_t>(u.element_size(), sizeof(S));
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  args.packed = args.L % pack_elems == 0 && aligned(args.u) && aligned(args.delta) && aligned(args.B);
   return args;
 }
 

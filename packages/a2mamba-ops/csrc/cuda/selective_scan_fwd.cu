@@ -1,6 +1,6 @@
 // selective_scan_state forward: every hidden state h (batch, D, N, L).
 #include "../ops.h"
-#include "scan_kernels.cuh"
+#include "scan_launch.cuh"
 
 namespace a2mamba::cuda {
 
@@ -8,19 +8,11 @@ at::Tensor selective_scan_state_fwd(const at::Tensor& u, const at::Tensor& delta
                                     const at::Tensor& B, const std::optional<at::Tensor>& delta_bias,
                                     bool delta_softplus) {
   using namespace cuda_detail;
-  check_scan_tensors(u, delta, A, B, delta_bias);
+  TORCH_CHECK(u.is_cuda() && delta.is_cuda() && A.is_cuda() && B.is_cuda() &&
+                  (!delta_bias.has_value() || !delta_bias->defined() || delta_bias->is_cuda()),
+              "selective_scan_state (cuda): every tensor must be on a CUDA device");
   const c10::cuda::CUDAGuard device_guard(u.device());
-  const auto state = u.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor h = at::empty({u.size(0), u.size(1), A.size(1), u.size(2)}, u.options().dtype(state));
-  if (h.numel() == 0) return h;
-  const auto stream = c10::cuda::getCurrentCUDAStream();
-  A2MAMBA_DISPATCH_FLOATS(u.scalar_type(), "selective_scan_state_fwd", [&] {
-    const auto args = make_scan_args<scalar_t>(u, delta, A, B, delta_bias, delta_softplus);
-    const auto blocks = static_cast<unsigned>(ceil_div(args.rows, kScanWarps));
-    scan_fwd_kernel<scalar_t><<<blocks, kScanWarps * kWarpSize, 0, stream>>>(args, h.mutable_data_ptr<acc_t<scalar_t>>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  return h;
+  return run_scan_fwd(cuda_launch_on(u), u, delta, A, B, delta_bias, delta_softplus);
 }
 
 }  // namespace a2mamba::cuda
