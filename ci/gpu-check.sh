@@ -10,9 +10,8 @@
 #   2. build + install a2mamba-ops with the CUDA kernels (sm_90)
 #   3. python -m a2mamba_ops (what was built)
 #   4. pytest packages/a2mamba-ops/tests  (junit XML in $OUT/pytest.xml)
-#   4b. pytest packages/a2mamba-models/tests/test_cuda.py: the models on the GPU (float64
-#      against the CPU, autocast, channels_last; the golden logits too when the spec data
-#      is there: copy ../shared/spec to .gpu-spec/ and carry it, ../shared does not travel)
+#   4b. pytest packages/a2mamba-models/tests/test_models_cuda.py: the models on the GPU (the
+#      reference implementation's float64 logits, float64 against the CPU, autocast, channels_last)
 #   5. python -m benchmarks.gpu_kernels: bandwidth, % of copy bandwidth, speedup vs reference
 #   6. compute-sanitizer memcheck on a small case of every op (if the tool exists;
 #      racecheck too with A2MAMBA_RACECHECK=1)
@@ -71,8 +70,7 @@ run_step pytest 150 "$PY" -m pytest packages/a2mamba-ops/tests/test_cuda.py pack
   -ra -p no:cacheprovider --junitxml="$OUT/pytest.xml"
 
 MODELS_PATH="$PWD/packages/a2mamba-models/src:$PWD/packages/a2mamba-train/src"
-[[ -d .gpu-spec/golden ]] && export A2MAMBA_SPEC_DIR="${A2MAMBA_SPEC_DIR:-$PWD/.gpu-spec}"
-run_step pytest-models 120 env PYTHONPATH="$MODELS_PATH" "$PY" -m pytest packages/a2mamba-models/tests/test_cuda.py \
+run_step pytest-models 120 env PYTHONPATH="$MODELS_PATH" "$PY" -m pytest packages/a2mamba-models/tests/test_models_cuda.py \
   -ra -p no:cacheprovider --junitxml="$OUT/pytest-models.xml"
 
 run_step bench 150 "$PY" -m benchmarks.gpu_kernels --out "$OUT"

@@ -1,8 +1,7 @@
-"""Shared fixtures: where the spec data lives, and small helpers."""
+"""Shared fixtures: the reference data shipped with the tests, and small helpers."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -10,25 +9,26 @@ import torch
 
 import a2mamba_models  # noqa: F401  (registers the models with timm)
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-SHARED = REPO_ROOT.parent / "shared"
-# A2MAMBA_SPEC_DIR points elsewhere, e.g. at a copy carried to a GPU machine (../shared does not travel).
-SPEC = Path(os.environ.get("A2MAMBA_SPEC_DIR") or SHARED / "spec")
+# The published checkpoints' key tables and the reference implementation's outputs (tests/data/README.md).
+DATA = Path(__file__).resolve().parent / "data"
+GOLDEN_FILE = DATA / "a2mamba_small_config_golden.pt"
+
+
+def _require(path: Path) -> Path:
+    # Missing reference data is a broken checkout, not a reason to skip the project's central checks.
+    if not path.exists():
+        raise FileNotFoundError(f"test data missing: {path} (it is part of the repository; restore it with git)")
+    return path
 
 
 @pytest.fixture(scope="session")
-def spec_dir() -> Path:
-    if not (SPEC / "checkpoint-keys").is_dir():
-        pytest.skip(f"spec data not found at {SPEC} (expected <repo>/../shared/spec with checkpoint-keys/ and golden/)")
-    return SPEC
+def key_tables() -> Path:
+    return _require(DATA / "checkpoint-keys")
 
 
 @pytest.fixture(scope="session")
-def golden(spec_dir):
-    path = spec_dir / "golden" / "a2mamba_small_config_golden.pt"
-    if not path.is_file():
-        pytest.skip(f"golden data not found at {path}")
-    return torch.load(path, weights_only=True)
+def golden():
+    return torch.load(_require(GOLDEN_FILE), weights_only=True)
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Against the reference implementation: the golden data of a small configuration (spec/golden/).
+"""Against the reference implementation: its outputs on a small configuration (tests/data/).
 
 The reference was run on random, non-trivial weights; our `A2Mamba(**constructor_kwargs)`
 must load them strictly and reproduce logits, stage features, every block's output and
@@ -12,6 +12,7 @@ import torch
 
 import a2mamba_ops
 from a2mamba_models import A2Mamba
+from a2mamba_ops import _native
 
 CPU_BACKENDS = [b for b in a2mamba_ops.available_backends() if b in ("reference", "cpu")]
 INPUT = "x_2x3x128x160"
@@ -28,6 +29,13 @@ def golden_model(golden):
     model = A2Mamba(**golden["meta"]["constructor_kwargs"])
     model.load_state_dict(golden["state_dict"], strict=True)
     return model.eval()
+
+
+def test_the_native_cpu_backend_is_among_those_compared():
+    # Without it every comparison below would still pass, on the reference backend alone.
+    if _native.missing_native_allowed():
+        pytest.skip(f"{_native.ALLOW_MISSING_ENV}=1: the native CPU backend is left out on purpose")
+    assert "cpu" in CPU_BACKENDS, f"a2mamba-ops has no native CPU backend here: {_native.IMPORT_ERROR or 'not built'}"
 
 
 def max_rel(actual, expected):
@@ -92,7 +100,7 @@ def test_float32_logits_and_features(golden_model, golden, backend):
 
 
 def test_stage_geometry_matches_reference(golden):
-    """The derived dilations of branch 2 at the golden input sizes (spec section 5.2)."""
+    """The derived dilations of branch 2 at the golden input sizes (docs/architecture.md §5.3 and §5.4)."""
     from a2mamba_models import branch_windows
 
     for name, stages in golden["meta"]["stage_geometry"].items():

@@ -57,8 +57,8 @@ def read_key_table(path) -> dict[str, tuple[tuple[int, ...], str]]:
 
 
 @pytest.mark.parametrize("name", PUBLISHED)
-def test_state_dict_keys_and_shapes_match_published_checkpoint(name, spec_dir):
-    expected = read_key_table(spec_dir / "checkpoint-keys" / f"{name}.tsv")
+def test_state_dict_keys_and_shapes_match_published_checkpoint(name, key_tables):
+    expected = read_key_table(key_tables / f"{name}.tsv")
     model = meta_model(name)
     state = model.state_dict()
     assert list(state) == list(expected)

@@ -1,6 +1,6 @@
-"""The reference ops against a brute-force, per-pixel reading of the spec.
+"""The reference ops against a brute-force, per-pixel reading of the index rules.
 
-The brute force below is written from the rules in the spec (section 5.2 and 6)
+The brute force below is written from the rules in a2mamba-models docs/architecture.md (§6 and §7.3)
 with plain Python integers, independently of the vectorised reference.
 """
 
@@ -17,7 +17,7 @@ from a2mamba_ops.reference import na2d_av_ref, na2d_qk_ref, selective_scan_state
 
 
 def window_1d(i: int, length: int, kernel: int, dilation: int) -> tuple[list[int], int]:
-    """Keys and bias start for query `i` along one axis, spelled out as in the spec."""
+    """Keys and bias start for query `i` along one axis, spelled out as in the architecture notes (§6.1)."""
     r = kernel // 2
     g, j = i % dilation, i // dilation
     ceil_len = math.ceil(length / dilation)

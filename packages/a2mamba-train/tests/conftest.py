@@ -67,6 +67,30 @@ def image_folder(tmp_path: Path) -> Path:
     return make_image_folder(tmp_path / "data")
 
 
+def save_training_checkpoint(
+    path: Path, model: str = "a2mamba_test", classes=("circle", "square"), img_size: int = 32, seed: int = 0
+) -> dict:
+    """A checkpoint laid out as a2mamba-train writes one (model weights and what the run knew), without
+    training: the tests that read checkpoints need its format, not a trained model."""
+    import timm
+
+    import a2mamba_models  # noqa: F401 - registers the A2Mamba models with timm
+
+    torch.manual_seed(seed)
+    net = timm.create_model(model, num_classes=len(classes), image_size=img_size)
+    state = {
+        "format": "a2mamba-train/1",
+        "arch": model,
+        "num_classes": len(classes),
+        "class_names": list(classes),
+        "model": net.state_dict(),
+        "config": {"model": model, "img_size": img_size},
+        "data_config": {"crop_pct": 1.0, "interpolation": "bicubic"},
+    }
+    torch.save(state, path)
+    return state
+
+
 def run_cli(
     *args: str, env: dict | None = None, timeout: float = 300, module: str = "a2mamba_train", cwd: Path | None = None
 ) -> subprocess.CompletedProcess:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from conftest import SMALL_RUN, run_cli
+import os
 
+import pytest
+import torch
+from conftest import SMALL_RUN, run_cli, save_training_checkpoint
+
+from a2mamba_train import __version__
 from a2mamba_train.cli import train_main, validate_main
 
 
@@ -63,7 +68,7 @@ def test_corrupt_image_found_while_loading_stops_the_run(image_folder, tmp_path,
 def test_unknown_recipe_lists_the_known_ones(capsys):
     code = train_main(["--recipe", "tinny", "--print-config"])
     err = capsys.readouterr().err
-    assert code == 2 and "unknown recipe 'tinny'" in err and "tiny" in err and "nano" in err
+    assert code == 2 and "unknown recipe 'tinny'" in err and "a2mamba_t-imagenet" in err and "fashion-mnist" in err
 
 
 def test_unknown_model_suggests_close_names(image_folder, tmp_path, capsys):
@@ -74,7 +79,7 @@ def test_unknown_model_suggests_close_names(image_folder, tmp_path, capsys):
 
 
 def test_bad_setting_value(capsys):
-    code = train_main(["--recipe", "tiny", "--epochs", "ten", "--print-config"])
+    code = train_main(["--recipe", "a2mamba_t-imagenet", "--epochs", "ten", "--print-config"])
     assert code == 2 and "epochs: expected an integer" in capsys.readouterr().err
 
 
@@ -118,7 +123,7 @@ def test_validate_errors(image_folder, tmp_path, capsys):
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"junk")
     assert validate_main(["--model", "a2mamba_test", "--checkpoint", str(junk), str(tmp_path / "missing")]) == 2
-    assert "cannot read" in capsys.readouterr().err
+    assert "is not a PyTorch checkpoint" in capsys.readouterr().err
 
 
 def test_console_script_exits_non_zero_in_a_real_process(tmp_path):
@@ -131,3 +136,110 @@ def test_console_script_exits_non_zero_in_a_real_process(tmp_path):
 def test_validate_refuses_pretrained_weights_that_do_not_exist(image_folder, capsys):
     code = validate_main(["--model", "a2mamba_test", "--pretrained", str(image_folder)])
     assert code == 2 and "no pretrained weights" in capsys.readouterr().err
+
+
+def one_line_error(result) -> str:
+    """A user error in a real process: exit status 2 and one line on stderr, no traceback."""
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("note:")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("main, prog", [(train_main, "a2mamba-train"), (validate_main, "a2mamba-validate")])
+def test_every_cli_reports_its_version(main, prog, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"{prog} {__version__}"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_device_cuda_without_a_gpu(image_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = [*SMALL_RUN, "--data-dir", str(image_folder), "--output", str(run)]
+    args[args.index("--device") + 1] = "cuda"
+    assert train_main(args) == 2
+    assert "--device cuda: no CUDA device" in capsys.readouterr().err
+    assert not run.exists()
+    checkpoint = tmp_path / "model.pth"
+    save_training_checkpoint(checkpoint)
+    assert validate_main(["--checkpoint", str(checkpoint), "--device", "cuda", str(image_folder)]) == 2
+    assert "--device cuda: no CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [os.urandom(4096), b"epoch,top1\n1,50.0\n", b""], ids=["random", "text", "empty"])
+def test_a_file_that_is_no_checkpoint_is_one_line(content, image_folder, tmp_path):
+    junk = tmp_path / "weights.pth"
+    junk.write_bytes(content)
+    line = one_line_error(run_cli("--checkpoint", str(junk), str(image_folder), module="a2mamba_train.validate"))
+    assert "--checkpoint" in line and "is not a PyTorch checkpoint" in line and str(junk) in line
+    run = tmp_path / "run"
+    line = one_line_error(
+        run_cli(*SMALL_RUN, "--data-dir", str(image_folder), "--output", str(run), "--resume", str(junk))
+    )
+    assert "--resume" in line and "is not a PyTorch checkpoint" in line
+    line = one_line_error(
+        run_cli(*SMALL_RUN, "--data-dir", str(image_folder), "--output", str(run), "--initial-checkpoint", str(junk))
+    )
+    assert "--initial-checkpoint" in line and "is not a PyTorch checkpoint" in line
+    assert not run.exists()
+
+
+def test_resume_from_a_weights_only_file_points_to_initial_checkpoint(image_folder, tmp_path, capsys):
+    weights = tmp_path / "weights.pth"
+    torch.save(save_training_checkpoint(tmp_path / "full.pth")["model"], weights)
+    code, err = train(
+        capsys, "--data-dir", str(image_folder), "--output", str(tmp_path / "run"), "--resume", str(weights)
+    )
+    assert code == 2 and "not a checkpoint of a2mamba-train" in err and "--initial-checkpoint" in err
+
+
+def test_checkpoint_of_another_model(image_folder, tmp_path):
+    trained = tmp_path / "trained.pth"
+    state = save_training_checkpoint(trained)
+    line = one_line_error(
+        run_cli(
+            "--model", "a2mamba_n", "--checkpoint", str(trained), str(image_folder), module="a2mamba_train.validate"
+        )
+    )
+    assert "holds weights of a2mamba_test, not a2mamba_n" in line and "--model a2mamba_test" in line
+    bare = tmp_path / "bare.pth"  # a published-style state dict says nothing about its model
+    torch.save(state["model"], bare)
+    line = one_line_error(
+        run_cli("--model", "a2mamba_n", "--checkpoint", str(bare), str(image_folder), module="a2mamba_train.validate")
+    )
+    assert "--checkpoint" in line and "does not fit this model" in line and "missing" in line
+
+
+def test_pretrained_offline_names_the_hf_cli(image_folder, tmp_path):
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    line = one_line_error(
+        run_cli("--model", "a2mamba_n", "--pretrained", str(image_folder), module="a2mamba_train.validate", env=env)
+    )
+    assert "--pretrained: cannot get the published weights of a2mamba_n" in line
+    assert "hf download LMMM2025/A2Mamba" in line and "huggingface-cli" not in line and "--checkpoint FILE" in line
+
+
+def test_pretrained_offline_in_training_names_the_option_for_a_local_file(image_folder, tmp_path):
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    run = tmp_path / "run"
+    args = [*SMALL_RUN, "--model", "a2mamba_n", "--pretrained", "--data-dir", str(image_folder), "--output", str(run)]
+    line = one_line_error(run_cli(*args, env=env))
+    assert "hf download LMMM2025/A2Mamba" in line and "--initial-checkpoint FILE" in line
+    assert not run.exists()
+
+
+def test_failed_launch_leaves_no_empty_run_folder(image_folder, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bad = image_folder / "val" / "circle" / "001.png"
+    bad.write_bytes(b"not an image")
+    assert train_main([*SMALL_RUN, "--data-dir", str(image_folder)]) == 2  # default folder: runs/<model>-<time>
+    assert "corrupt or unreadable image" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+    nested = tmp_path / "out" / "deeper" / "run"
+    assert train_main([*SMALL_RUN, "--data-dir", str(image_folder), "--output", str(nested)]) == 2
+    assert not (tmp_path / "out").exists()
+    kept = tmp_path / "mine"
+    kept.mkdir()
+    assert train_main([*SMALL_RUN, "--data-dir", str(image_folder), "--output", str(kept)]) == 2
+    assert kept.is_dir()  # a folder the user made stays

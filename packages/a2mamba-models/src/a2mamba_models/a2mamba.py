@@ -1,4 +1,4 @@
-"""The A2Mamba network (spec section 2), with the timm model interface."""
+"""The A2Mamba network (docs/architecture.md §2), with the timm model interface."""
 
 from __future__ import annotations
 

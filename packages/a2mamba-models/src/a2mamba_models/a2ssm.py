@@ -1,4 +1,4 @@
-"""A2SSM: a selective scan whose hidden states are re-aggregated by the attention maps (spec section 6)."""
+"""A2SSM: a selective scan whose hidden states are re-aggregated by the attention maps (docs/architecture.md §7)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class A2SSM(nn.Module):
         self.dt_rank = math.ceil(d_model / 16)
         R, N = self.dt_rank, d_state
 
-        # Own initialisation (spec section 7); the model-wide init skips these plain parameters.
+        # Own initialisation (docs/architecture.md §9); the model-wide init skips these plain parameters.
         x_proj = nn.Linear(d_model, R + 2 * N, bias=False)
         self.x_proj_weight = nn.Parameter(x_proj.weight.detach().clone())
         self.dt_projs_weight = nn.Parameter(torch.empty(d_model, R).uniform_(-(R**-0.5), R**-0.5))

@@ -1,4 +1,4 @@
-"""A2Mamba block and stage (spec sections 3 and 4)."""
+"""A2Mamba block and stage (docs/architecture.md §3 and §4)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 
 def island_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype of the spec's "in float32" islands: float32 for half types, else the dtype itself."""
+    """The dtype of the "in float32" islands (docs/architecture.md §8): float32 for half types, else the dtype."""
     return torch.promote_types(dtype, torch.float32)
 
 
@@ -81,7 +81,9 @@ def rope_angles(head_dim: int) -> Tensor:
         raise ValueError(
             f"head dim (channels / heads) must be a multiple of 4 and at least 8 for the 2-D RoPE, got {head_dim}"
         )
-    angle = 1.0 / (10000 ** torch.linspace(0, 1, head_dim // 4))
+    # float32 whatever the default dtype: the published buffers were made so, and a float64 model
+    # must use those same rounded angles (recomputing them exactly drifts by ~1e-9).
+    angle = 1.0 / (10000 ** torch.linspace(0, 1, head_dim // 4, dtype=torch.float32))
     return angle.repeat_interleave(2)
 
 
@@ -94,7 +96,7 @@ class RoPE2d(nn.Module):
 
     def _apply(self, fn, recurse=True):
         # model.half()/.bfloat16() would round the angles (and positions * angle) beyond use;
-        # keep them at least float32, as the spec's precision rule asks. float64 models get float64.
+        # keep them at least float32 (docs/architecture.md §8.3). float64 models get float64.
         before = self.angle
         super()._apply(fn, recurse)
         if self.angle.dtype in (torch.float16, torch.bfloat16) and before.is_floating_point():

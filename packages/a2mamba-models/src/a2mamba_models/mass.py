@@ -1,4 +1,4 @@
-"""MASS, the token mixer of every block (spec section 5)."""
+"""MASS, the token mixer of every block (docs/architecture.md §5)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ HUB_FOLDER = "a2mamba_pretrained_weights"
 
 _COMMON = dict(window_size=[11, 9, 7, 7], use_rpb=True, projection=1024)
 
-# Constructor arguments of each released configuration (spec section 1).
+# Constructor arguments of each released configuration (docs/architecture.md §1.1 and §1.3).
 VARIANT_ARGS: dict[str, dict[str, Any]] = {
     "a2mamba_n": dict(
         embed_dims=[32, 64, 128, 192], depths=[2, 2, 8, 2], num_heads=[2, 2, 4, 8], mlp_ratios=[4, 4, 3, 3], **_COMMON

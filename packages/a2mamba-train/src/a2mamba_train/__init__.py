@@ -3,6 +3,25 @@
 from __future__ import annotations
 
 from ._version import __version__
-from .config import ConfigError, TrainConfig, build_config, load_recipe, recipe_names, resolve
+from .config import (
+    ConfigError,
+    ResolvedConfig,
+    TrainConfig,
+    build_config,
+    check_config,
+    load_recipe,
+    recipe_names,
+    resolve,
+)
 
-__all__ = ["ConfigError", "TrainConfig", "__version__", "build_config", "load_recipe", "recipe_names", "resolve"]
+__all__ = [
+    "ConfigError",
+    "ResolvedConfig",
+    "TrainConfig",
+    "__version__",
+    "build_config",
+    "check_config",
+    "load_recipe",
+    "recipe_names",
+    "resolve",
+]

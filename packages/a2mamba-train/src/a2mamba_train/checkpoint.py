@@ -1,81 +1,69 @@
-"""Checkpoints that survive a kill at any moment, the RNG states they carry, and best-k bookkeeping.
-
-A checkpoint is written to a temporary file in the same folder, flushed to disk, then renamed over
-its final name: a reader sees the old file or the new one, never half of one.
+"""What a training checkpoint holds besides the weights (RNG states), and reading checkpoint files
+with errors a user can act on. Writing goes through the run folder's atomic writes.
 """
 
 from __future__ import annotations
 
-import os
+import pickle
 import random
-import shutil
-import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-LAST = "last.pth"
-BEST_PREFIX = "best-"
-PRE_DISTILL = "pre-distill.pth"
+from .config import ConfigError
+from .run_folder import atomic_write
 
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(file_object)`` on a temporary file next to ``path``, then rename it into place."""
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes private files; a run folder is ordinary output
-        with os.fdopen(fd, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_folder(path.parent)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_folder(folder: Path) -> None:
-    # Makes the rename itself durable; not every platform can open a folder.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+FORMAT = "a2mamba-train/1"
+# What a checkpoint needs for --resume; a published or bare state dict holds only weights.
+TRAINING_STATE_KEYS = ("model", "optimizer", "epoch", "step", "rng")
 
 
 def save(path: Path, state: dict[str, Any]) -> None:
     atomic_write(path, lambda stream: torch.save(state, stream))
 
 
-def atomic_copy(source: Path, target: Path) -> None:
-    def write(stream):
-        with open(source, "rb") as src:
-            shutil.copyfileobj(src, stream)
-
-    atomic_write(target, write)
-
-
 def load(path: Path | str) -> dict[str, Any]:
     """A checkpoint, read without running pickled code (tensors and plain containers only)."""
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def read_checkpoint_file(path: Path, flag: str) -> dict[str, Any]:
+    """The dict saved in ``path``, or a ConfigError in one line naming ``flag``, the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{flag}: no file {path}")
+    try:
+        state = load(path)
+    except pickle.UnpicklingError:
+        if zipfile.is_zipfile(path):
+            raise ConfigError(
+                f"{flag}: {path} holds pickled objects other than tensors and plain containers, which are not "
+                "loaded (they could run code); save only the state dict: torch.save(model.state_dict(), FILE)"
+            ) from None
+        raise ConfigError(f"{flag}: {path} is not a PyTorch checkpoint (another kind of file, or corrupt)") from None
+    except Exception as err:  # noqa: BLE001 - torch reports text, random bytes or a cut-off file in many ways
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"{flag}: {path} is not a PyTorch checkpoint (another kind of file, or truncated: {detail})"
+        ) from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"{flag}: {path} holds a {type(state).__name__}, not a checkpoint or a state dict")
+    return state
+
+
+def read_training_checkpoint(path: Path, flag: str = "--resume") -> dict[str, Any]:
+    """A checkpoint written by a2mamba-train, with everything needed to continue the run."""
+    state = read_checkpoint_file(path, flag)
+    missing = [key for key in TRAINING_STATE_KEYS if key not in state]
+    if missing:
+        raise ConfigError(
+            f"{flag}: {path} is not a checkpoint of a2mamba-train (it lacks {', '.join(missing)}); "
+            "to start a new run from its weights use --initial-checkpoint FILE"
+        )
+    return state
 
 
 def rng_states() -> dict[str, Any]:
@@ -112,16 +100,3 @@ def restore_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def find_resume_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint of a run folder (``last.pth``, else the newest best/pre-distill)."""
-    last = run_dir / LAST
-    if last.is_file():
-        return last
-    candidates = [p for p in run_dir.glob("*.pth") if p.is_file()]
-    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
-
-
-def best_name(epoch: int, top1: float) -> str:
-    return f"{BEST_PREFIX}epoch{epoch:04d}-top1-{top1:.3f}.pth"

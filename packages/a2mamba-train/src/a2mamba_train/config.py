@@ -1,10 +1,11 @@
 """Training configuration: defaults, recipe files, command-line overrides and auto-lr.
 
-A configuration is resolved in layers, each overriding the one before:
+A configuration is built in layers, each overriding the one before:
 dataclass defaults <- recipe file (``--recipe``) <- the saved configuration of a
-resumed run <- options given on the command line. ``resolve`` then derives what
-depends on the launch: world size, global batch and the learning rate after
-auto-lr scaling.
+resumed run <- options given on the command line, and checked (``check_config``).
+``resolve`` then derives what depends on the launch -- world size, global batch,
+the learning rate after auto-lr scaling -- and returns a ``ResolvedConfig``: the
+frozen, typed settings every other module reads by attribute.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def _setting(default: Any, kind: str, help: str) -> Any:
     return field(default=default, metadata={"kind": kind, "help": help})
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     # --- run -----------------------------------------------------------------------------------
     recipe: str | None = _setting(None, "opt_str", "recipe the settings came from")
@@ -55,6 +56,12 @@ class TrainConfig:
     # --- model ---------------------------------------------------------------------------------
     model: str = _setting("a2mamba_t", "str", "timm model name")
     pretrained: bool = _setting(False, "bool", "start from the model's pretrained weights")
+    initial_checkpoint: str | None = _setting(
+        None, "opt_str", "start from the model weights in this file (fine-tuning; see the README)"
+    )
+    initial_checkpoint_strict: bool = _setting(
+        True, "bool", "every weight of --initial-checkpoint must fit (the classifier may differ in classes)"
+    )
     num_classes: int | None = _setting(None, "opt_int", "classes (default: from the dataset)")
     img_size: int = _setting(224, "int", "training and evaluation image size")
     drop_path: float = _setting(0.0, "float", "stochastic depth rate")
@@ -125,7 +132,7 @@ class TrainConfig:
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(TrainConfig)}
 # Fields that only say how to launch, never part of a recipe.
-LAUNCH_ONLY = {"recipe", "output", "resume"}
+LAUNCH_ONLY = {"recipe", "output", "resume", "initial_checkpoint"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -196,20 +203,44 @@ def coerce(name: str, value: Any) -> Any:
 # --------------------------------------------------------------------------------------------------
 
 
+# The ImageNet recipes were first named after the model size; those names still work, with a note.
+DEPRECATED_RECIPE_NAMES = {
+    "nano": "a2mamba_n-imagenet",
+    "tiny": "a2mamba_t-imagenet",
+    "small": "a2mamba_s-imagenet",
+    "base": "a2mamba_b-imagenet",
+    "large": "a2mamba_l-imagenet",
+}
+
+
 def recipe_names() -> list[str]:
     folder = resources.files("a2mamba_train") / "recipes"
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
+def is_recipe_file(name_or_path: str) -> bool:
+    return name_or_path.endswith(".toml") or Path(name_or_path).is_file()
+
+
+def canonical_recipe_name(name_or_path: str) -> str:
+    """A shipped recipe's current name (an old name is mapped, with a note on stderr); paths as given."""
+    if is_recipe_file(name_or_path) or name_or_path not in DEPRECATED_RECIPE_NAMES:
+        return name_or_path
+    current = DEPRECATED_RECIPE_NAMES[name_or_path]
+    print(f"note: recipe {name_or_path!r} is now called {current!r}; the old name will go away", file=sys.stderr)
+    return current
+
+
 def load_recipe(name_or_path: str) -> dict[str, Any]:
     """Settings of a shipped recipe (by name) or of a TOML file (by path), checked and typed."""
     path = Path(name_or_path)
-    if name_or_path.endswith(".toml") or path.is_file():
+    if is_recipe_file(name_or_path):
         if not path.is_file():
             raise ConfigError(f"--recipe: no recipe file {name_or_path!r}")
         text = path.read_text()
         label = str(path)
     else:
+        name_or_path = canonical_recipe_name(name_or_path)
         names = recipe_names()
         if name_or_path not in names:
             raise ConfigError(f"--recipe: unknown recipe {name_or_path!r}; available: {', '.join(names)}")
@@ -260,17 +291,22 @@ def build_config(
     values: dict[str, Any] = {}
     recipe = overrides.get("recipe") or (saved or {}).get("recipe")
     if recipe:
+        recipe = canonical_recipe_name(recipe)
         values.update(load_recipe(recipe))
     if saved:
         values.update({k: v for k, v in saved.items() if k in FIELDS})
     for key, value in overrides.items():
         values[key] = coerce(key, value)
+    if recipe:
+        values["recipe"] = recipe
     config = TrainConfig(**values)
-    validate(config)
+    check_config(config)
     return config
 
 
-def validate(config: TrainConfig) -> None:
+def check_config(config: TrainConfig) -> None:
+    """Refuse settings that cannot work together, naming the option to change."""
+
     def need(ok: bool, message: str) -> None:
         if not ok:
             raise ConfigError(message)
@@ -317,10 +353,24 @@ def local_world_size_from_env() -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
 
 
-def resolve(config: TrainConfig, world_size: int | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ResolvedConfig(TrainConfig):
+    """The settings of one launch: a TrainConfig with the values that depend on the launch filled in.
+
+    This is what config.json holds and ``--print-config`` prints; everything after start-up reads
+    these attributes (never the raw TrainConfig).
+    """
+
+    lr: float = 0.0  # after auto-lr scaling, or --lr as given
+    workers: int = 0  # the default from the CPU count filled in
+    world_size: int = 1
+    global_batch_size: int = 0
+    total_epochs: int = 0  # epochs + cooldown_epochs
+
+
+def resolve(config: TrainConfig, world_size: int | None = None) -> ResolvedConfig:
     """The fully resolved settings of a run, as written to config.json and printed by --print-config."""
     world_size = world_size or world_size_from_env()
-    resolved = dataclasses.asdict(config)
     global_batch = config.batch_size * world_size
     if config.lr is not None:
         lr = config.lr
@@ -331,15 +381,18 @@ def resolve(config: TrainConfig, world_size: int | None = None) -> dict[str, Any
     data_dir = config.data_dir
     if data_dir is None and config.dataset == "fashion-mnist":
         data_dir = os.environ.get("A2MAMBA_FASHION_MNIST_DIR", FASHION_MNIST_DEFAULT_DIR)
-    resolved.update(
+    settings = {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)}
+    settings.update(
         lr=lr,
         data_dir=data_dir,
+        workers=default_workers(config) if config.workers is None else config.workers,
+    )
+    return ResolvedConfig(
+        **settings,
         world_size=world_size,
         global_batch_size=global_batch,
-        workers=default_workers(config) if config.workers is None else config.workers,
         total_epochs=config.epochs + config.cooldown_epochs,
     )
-    return resolved
 
 
 def default_workers(config: TrainConfig) -> int:
@@ -351,5 +404,5 @@ def default_workers(config: TrainConfig) -> int:
     return max(1, min(8, per_rank - 1))
 
 
-def to_json(resolved: dict[str, Any]) -> str:
-    return json.dumps(resolved, indent=2, sort_keys=True)
+def to_json(resolved: ResolvedConfig) -> str:
+    return json.dumps(dataclasses.asdict(resolved), indent=2, sort_keys=True)

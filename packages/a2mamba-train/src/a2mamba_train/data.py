@@ -19,6 +19,7 @@ from timm.data.loader import PrefetchLoader, fast_collate
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from . import fashion_mnist
+from .config import ResolvedConfig
 from .distributed import DistInfo
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
@@ -132,15 +133,15 @@ def resolve_split(root: Path, split: str) -> Path:
 
 
 def build_datasets(
-    resolved: dict[str, Any], data_config: dict[str, Any], train: bool = True
+    resolved: ResolvedConfig, data_config: dict[str, Any], train: bool = True
 ) -> tuple[Dataset | None, Dataset, list[str]]:
     """(train dataset or None, evaluation dataset, class names) with their transforms set."""
-    data_dir = resolved["data_dir"]
-    if resolved["dataset"] == "fashion-mnist":
+    data_dir = resolved.data_dir
+    if resolved.dataset == "fashion-mnist":
         mean, std = data_config["mean"], data_config["std"]
-        size = resolved["img_size"]
+        size = resolved.img_size
         train_set = (
-            fashion_mnist.FashionMNIST(data_dir, "train", size, mean, std, augment=resolved["aug"]) if train else None
+            fashion_mnist.FashionMNIST(data_dir, "train", size, mean, std, augment=resolved.aug) if train else None
         )
         eval_set = fashion_mnist.FashionMNIST(data_dir, "test", size, mean, std, augment=False)
         return train_set, eval_set, list(fashion_mnist.CLASS_NAMES)
@@ -150,12 +151,12 @@ def build_datasets(
     root = Path(data_dir)
     if not root.is_dir():
         raise DataError(f"--data-dir: {root} does not exist or is not a folder")
-    eval_dir = resolve_split(root, resolved["val_split"])
+    eval_dir = resolve_split(root, resolved.val_split)
     eval_classes = check_class_folders(eval_dir, "--data-dir (validation split)")
     train_set = None
     classes = eval_classes
     if train:
-        train_dir = resolve_split(root, resolved["train_split"])
+        train_dir = resolve_split(root, resolved.train_split)
         classes = check_class_folders(train_dir, "--data-dir (training split)")
         if eval_classes != classes:
             extra = sorted(set(eval_classes) - set(classes))
@@ -163,21 +164,21 @@ def build_datasets(
                 f"--data-dir: the class folders of {eval_dir} and {train_dir} differ"
                 + (f" (only in validation: {', '.join(extra[:10])})" if extra else "")
             )
-        verify_images(_images_in(train_dir), resolved["verify_images"])
+        verify_images(_images_in(train_dir), resolved.verify_images)
         train_set = StrictImageDataset(str(train_dir))
-    verify_images(_images_in(eval_dir), resolved["verify_images"])
+    verify_images(_images_in(eval_dir), resolved.verify_images)
     eval_set = StrictImageDataset(str(eval_dir))
     return train_set, eval_set, classes
 
 
-def build_loaders(resolved: dict[str, Any], data_config: dict[str, Any], info: DistInfo, train: bool = True) -> Loaders:
+def build_loaders(resolved: ResolvedConfig, data_config: dict[str, Any], info: DistInfo, train: bool = True) -> Loaders:
     train_set, eval_set, classes = build_datasets(resolved, data_config, train=train)
-    use_prefetcher = info.device.type == "cuda" and resolved["dataset"] == "imagefolder"
-    workers = resolved["workers"]
-    pin_memory = resolved["pin_memory"] if resolved["pin_memory"] is not None else info.device.type == "cuda"
-    input_size = (3, resolved["img_size"], resolved["img_size"])
+    use_prefetcher = info.device.type == "cuda" and resolved.dataset == "imagefolder"
+    workers = resolved.workers
+    pin_memory = resolved.pin_memory if resolved.pin_memory is not None else info.device.type == "cuda"
+    input_size = (3, resolved.img_size, resolved.img_size)
 
-    if resolved["dataset"] == "imagefolder":
+    if resolved.dataset == "imagefolder":
         eval_set.transform = create_transform(
             input_size,
             is_training=False,
@@ -191,18 +192,18 @@ def build_loaders(resolved: dict[str, Any], data_config: dict[str, Any], info: D
             train_set.transform = create_transform(
                 input_size,
                 is_training=True,
-                no_aug=not resolved["aug"],
-                scale=tuple(resolved["scale"]),
-                ratio=tuple(resolved["ratio"]),
-                hflip=resolved["hflip"],
-                color_jitter=resolved["color_jitter"],
-                auto_augment=resolved["auto_augment"],
-                interpolation=resolved["train_interpolation"],
+                no_aug=not resolved.aug,
+                scale=tuple(resolved.scale),
+                ratio=tuple(resolved.ratio),
+                hflip=resolved.hflip,
+                color_jitter=resolved.color_jitter,
+                auto_augment=resolved.auto_augment,
+                interpolation=resolved.train_interpolation,
                 mean=data_config["mean"],
                 std=data_config["std"],
-                re_prob=resolved["reprob"],
-                re_mode=resolved["remode"],
-                re_count=resolved["recount"],
+                re_prob=resolved.reprob,
+                re_mode=resolved.remode,
+                re_count=resolved.recount,
                 use_prefetcher=use_prefetcher,
             )
 
@@ -212,7 +213,7 @@ def build_loaders(resolved: dict[str, Any], data_config: dict[str, Any], info: D
     )  # fresh workers each epoch: seeds follow the epoch
     eval_loader: Any = DataLoader(
         eval_set,
-        batch_size=resolved["batch_size"],
+        batch_size=resolved.batch_size,
         shuffle=False,
         sampler=ShardSampler(len(eval_set), info.rank, info.world_size),
         drop_last=False,
@@ -221,16 +222,16 @@ def build_loaders(resolved: dict[str, Any], data_config: dict[str, Any], info: D
     train_loader: Any = None
     sampler = None
     if train_set is not None:
-        if len(train_set) < resolved["global_batch_size"]:
+        if len(train_set) < resolved.global_batch_size:
             raise DataError(
                 f"--batch-size: the training set has {len(train_set)} images, fewer than one global "
-                f"batch of {resolved['global_batch_size']}"
+                f"batch of {resolved.global_batch_size}"
             )
         sampler = DistributedSampler(
-            train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=resolved["seed"], drop_last=True
+            train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=resolved.seed, drop_last=True
         )
         train_loader = DataLoader(
-            train_set, batch_size=resolved["batch_size"], sampler=sampler, drop_last=True, **loader_kwargs
+            train_set, batch_size=resolved.batch_size, sampler=sampler, drop_last=True, **loader_kwargs
         )
     if use_prefetcher:
         common = dict(mean=data_config["mean"], std=data_config["std"], channels=3, device=info.device)
@@ -238,9 +239,9 @@ def build_loaders(resolved: dict[str, Any], data_config: dict[str, Any], info: D
         if train_loader is not None:
             train_loader = PrefetchLoader(
                 train_loader,
-                re_prob=0.0 if not resolved["aug"] else resolved["reprob"],
-                re_mode=resolved["remode"],
-                re_count=resolved["recount"],
+                re_prob=0.0 if not resolved.aug else resolved.reprob,
+                re_mode=resolved.remode,
+                re_count=resolved.recount,
                 **common,
             )
     return Loaders(

@@ -51,10 +51,16 @@ def evaluate(
     show_progress: bool = True,
     desc: str = "eval",
     channels_last: bool = False,
-) -> dict[str, float]:
-    """Top-1/top-5 (%) and mean cross-entropy over the whole evaluation set, summed across ranks."""
+    num_classes: int | None = None,
+) -> dict[str, Any]:
+    """Top-1/top-5 (%) and mean cross-entropy over the whole evaluation set, summed across ranks.
+
+    With ``num_classes`` also ``class_top1``: the top-1 (%) of each class (None for a class without images).
+    """
     model.eval()
     loss_sum = correct1 = correct5 = count = 0.0
+    class_hits = torch.zeros(num_classes or 0, dtype=torch.float64)
+    class_count = torch.zeros(num_classes or 0, dtype=torch.float64)
     bar = progress(loader, show_progress and info.is_main, desc=desc, leave=False, unit="batch")
     for images, targets in bar:
         images = to_device(images, info.device, channels_last)
@@ -67,17 +73,27 @@ def evaluate(
         correct1 += hit1
         correct5 += hit5
         count += targets.shape[0]
+        if num_classes:
+            labels = targets.cpu()
+            right = output.argmax(dim=-1).cpu().eq(labels)
+            class_count += torch.bincount(labels, minlength=num_classes)[:num_classes]
+            class_hits += torch.bincount(labels[right], minlength=num_classes)[:num_classes]
         bar.set_postfix(top1=f"{100 * correct1 / count:.2f}", refresh=False)
     bar.close()
     loss_sum, correct1, correct5, count = all_reduce_sum([loss_sum, correct1, correct5, count], info)
-    if count == 0:
-        return {"loss": float("nan"), "top1": 0.0, "top5": 0.0, "count": 0}
-    return {
-        "loss": loss_sum / count,
-        "top1": 100 * correct1 / count,
-        "top5": 100 * correct5 / count,
-        "count": int(count),
-    }
+    stats: dict[str, Any] = {"loss": float("nan"), "top1": 0.0, "top5": 0.0, "count": 0}
+    if count:
+        stats = {
+            "loss": loss_sum / count,
+            "top1": 100 * correct1 / count,
+            "top5": 100 * correct5 / count,
+            "count": int(count),
+        }
+    if num_classes:
+        hits = all_reduce_sum(class_hits.tolist(), info)
+        seen = all_reduce_sum(class_count.tolist(), info)
+        stats["class_top1"] = [100 * h / n if n else None for h, n in zip(hits, seen, strict=True)]
+    return stats
 
 
 def to_device(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:

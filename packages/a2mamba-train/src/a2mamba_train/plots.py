@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .checkpoint import atomic_write  # noqa: E402
+from .run_folder import atomic_write  # noqa: E402
 
 
 def plot_curves(epochs: list[dict[str, Any]], path: Path, title: str = "") -> None:

@@ -1,4 +1,4 @@
-"""The run folder's logs: config.json, the JSON-lines metrics log and optional TensorBoard."""
+"""The run folder's logs: the JSON-lines metrics log and optional TensorBoard."""
 
 from __future__ import annotations
 
@@ -7,10 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import atomic_write
-
 METRICS = "metrics.jsonl"
-CONFIG = "config.json"
 CURVES = "curves.png"
 
 
@@ -28,10 +25,6 @@ class RunLog:
                 print("note: --tensorboard needs the tensorboard package (pip install tensorboard); skipping it")
             else:
                 self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-
-    def write_config(self, resolved: dict[str, Any]) -> None:
-        text = json.dumps(resolved, indent=2, sort_keys=True) + "\n"
-        atomic_write(self.run_dir / CONFIG, lambda stream: stream.write(text.encode()))
 
     def record(self, kind: str, **values: Any) -> None:
         row = {"kind": kind, "time": round(time.time(), 3), **values}

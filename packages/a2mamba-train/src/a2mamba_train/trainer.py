@@ -1,4 +1,6 @@
-"""One training run: set-up, resume, the epoch loop, checkpoints, logs and non-finite recovery."""
+"""One training run: set-up, resume, the epoch loop, checkpoints, logs and non-finite recovery.
+
+The run folder (naming, creation, config.json, atomic writes) is run_folder's job."""
 
 from __future__ import annotations
 
@@ -10,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import timm
 import torch
-from timm.data import DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup
+from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3, dispatch_clip_grad
@@ -22,14 +23,22 @@ from .config import ConfigError, TrainConfig, resolve
 from .data import build_loaders
 from .distributed import DistInfo, all_ranks_agree, all_reduce_sum, barrier, broadcast_text
 from .engine import as_float, autocast, distill_loss, evaluate, grads_finite, progress, to_device
-from .modelling import check_model_name, create_model, create_optimizer
+from .modelling import create_model, create_optimizer, model_data_config
 from .nonfinite import Action, NonFiniteGuard, NonFiniteLossError
 from .plots import plot_curves
-from .runlog import CURVES, RunLog, read_metrics
-
-
-class OutputError(ConfigError):
-    """The run folder cannot be used (unwritable, or holds another run)."""
+from .run_folder import (
+    LAST,
+    PRE_DISTILL,
+    OutputError,
+    atomic_copy,
+    best_name,
+    choose_run_dir,
+    prepare_run_dir,
+    remove_if_empty,
+    write_config,
+)
+from .runlog import CURVES, RunLog
+from .weights import checkpoint_weights, load_weights
 
 
 def seed_everything(seed: int) -> None:
@@ -54,73 +63,48 @@ def set_determinism(deterministic: bool, device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def default_run_dir(config: TrainConfig) -> Path:
-    name = config.recipe if config.recipe and not config.recipe.endswith(".toml") else config.model
-    return Path("runs") / f"{Path(name).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def latest_run_dir(config: TrainConfig) -> Path | None:
-    """For ``--resume auto`` without ``--output``: the newest runs/<name>-* folder with a checkpoint."""
-    name = config.recipe if config.recipe and not config.recipe.endswith(".toml") else config.model
-    candidates = [p for p in Path("runs").glob(f"{Path(name).stem}-*") if ckpt.find_resume_checkpoint(p)]
-    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
-
-
-def prepare_run_dir(run_dir: Path, resuming: bool) -> None:
-    """Create the run folder and prove it writable; refuse to overwrite another run's checkpoints."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as err:
-        raise OutputError(f"--output: cannot write to the run folder {run_dir}: {err.strerror or err}") from None
-    if not resuming and (any(run_dir.glob("*.pth")) or (run_dir / "metrics.jsonl").exists()):
-        raise OutputError(
-            f"--output: {run_dir} already holds a run; continue it with --resume auto or choose a new --output folder"
-        )
-
-
 class Trainer:
     def __init__(self, config: TrainConfig, info: DistInfo, run_dir: Path, resume_from: Path | None):
         self.config = config
         self.info = info
         self.run_dir = run_dir
         self.resume_from = resume_from
-        self.resolved = resolve(config, info.world_size)
-        self.resolved["output"] = str(run_dir)
-        r = self.resolved
-        self.amp = r["amp"]
-        set_determinism(r["deterministic"], info.device)
-        seed_everything(r["seed"])
+        r = dataclasses.replace(resolve(config, info.world_size), output=str(run_dir))
+        self.resolved = r
+        self.amp = r.amp
+        set_determinism(r.deterministic, info.device)
+        seed_everything(r.seed)
 
         # data first: it tells the class count, and a data error must stop us before any work
         self.data_config = self._data_config()
         self.loaders = build_loaders(r, self.data_config, info)
-        self.num_classes = r["num_classes"] or self.loaders.num_classes
-        r["num_classes"] = self.num_classes
-        seed_everything(r["seed"])  # model init does not depend on how much RNG the data set-up used
-        self.model = create_model(r, self.num_classes).to(info.device)
-        if r["channels_last"]:
+        self.num_classes = r.num_classes or self.loaders.num_classes
+        self.resolved = r = dataclasses.replace(r, num_classes=self.num_classes)
+        seed_everything(r.seed)  # model init does not depend on how much RNG the data set-up used
+        self.model = create_model(r, self.num_classes, local_weights_flag="--initial-checkpoint")
+        if r.initial_checkpoint and resume_from is None:
+            self._load_initial_weights(Path(r.initial_checkpoint))
+        self.model.to(info.device)
+        if r.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        if r["sync_bn"] and info.enabled:
+        if r.sync_bn and info.enabled:
             if info.device.type != "cuda":
                 raise ConfigError("--sync-bn: SyncBatchNorm runs on GPUs only; drop --sync-bn for CPU runs")
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-        self.ema = ModelEmaV3(self.model, decay=r["model_ema_decay"]) if r["model_ema"] else None
+        self.ema = ModelEmaV3(self.model, decay=r.model_ema_decay) if r.model_ema else None
         self.optimizer = create_optimizer(self.model, r)
         self.steps_per_epoch = len(self.loaders.train)
-        if r["max_steps_per_epoch"]:
-            self.steps_per_epoch = min(self.steps_per_epoch, r["max_steps_per_epoch"])
+        if r.max_steps_per_epoch:
+            self.steps_per_epoch = min(self.steps_per_epoch, r.max_steps_per_epoch)
         self.scheduler, self.total_epochs = create_scheduler_v2(
             self.optimizer,
-            sched=r["sched"],
-            num_epochs=r["epochs"],
-            cooldown_epochs=r["cooldown_epochs"],
-            min_lr=r["min_lr"],
-            warmup_lr=r["warmup_lr"],
-            warmup_epochs=r["warmup_epochs"],
-            step_on_epochs=not r["sched_on_updates"],
+            sched=r.sched,
+            num_epochs=r.epochs,
+            cooldown_epochs=r.cooldown_epochs,
+            min_lr=r.min_lr,
+            warmup_lr=r.warmup_lr,
+            warmup_epochs=r.warmup_epochs,
+            step_on_epochs=not r.sched_on_updates,
             updates_per_epoch=self.steps_per_epoch,
         )
         self.scaler = self._make_scaler()
@@ -130,13 +114,30 @@ class Trainer:
         if info.enabled:
             device_ids = [info.device.index] if info.device.type == "cuda" else None
             self.train_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
-        self.guard = NonFiniteGuard(patience=r["nonfinite_patience"], max_restores=r["nonfinite_max_restores"])
+        self.guard = NonFiniteGuard(patience=r.nonfinite_patience, max_restores=r.nonfinite_max_restores)
         self.start_epoch = 0
         self.global_step = 0
         self.best: list[dict[str, Any]] = []
-        self.log = RunLog(run_dir, tensorboard=r["tensorboard"]) if info.is_main else None
+        self.log = RunLog(run_dir, tensorboard=r.tensorboard) if info.is_main else None
 
     # ------------------------------------------------------------------------------ set-up pieces
+
+    def _load_initial_weights(self, path: Path) -> None:
+        """--initial-checkpoint: the model weights of a file (no optimiser state, epoch or EMA; the EMA
+        starts from these weights), every one required except a classifier for another class count."""
+        state = ckpt.read_checkpoint_file(path, "--initial-checkpoint")
+        weights = checkpoint_weights(state, path, "--initial-checkpoint")
+        notes = load_weights(
+            self.model,
+            weights,
+            str(path),
+            "--initial-checkpoint",
+            strict=self.resolved.initial_checkpoint_strict,
+            new_classifier_ok=True,
+        )
+        if self.info.is_main:
+            for note in [f"starting from the weights in {path}", *notes]:
+                print(note)
 
     def _data_config(self) -> dict[str, Any]:
         """Mean/std/interpolation/crop of the model's pretrained_cfg, overridable by the config."""
@@ -147,25 +148,25 @@ class Trainer:
 
     def _make_mixup(self) -> Mixup | None:
         r = self.resolved
-        if not r["aug"] or (r["mixup"] <= 0 and r["cutmix"] <= 0) or r["mixup_prob"] <= 0:
+        if not r.aug or (r.mixup <= 0 and r.cutmix <= 0) or r.mixup_prob <= 0:
             return None
-        if r["batch_size"] % 2:
-            raise ConfigError(f"--batch-size: Mixup/CutMix needs an even batch per process, got {r['batch_size']}")
+        if r.batch_size % 2:
+            raise ConfigError(f"--batch-size: Mixup/CutMix needs an even batch per process, got {r.batch_size}")
         return Mixup(
-            mixup_alpha=r["mixup"],
-            cutmix_alpha=r["cutmix"],
-            prob=r["mixup_prob"],
-            switch_prob=r["mixup_switch_prob"],
-            mode=r["mixup_mode"],
-            label_smoothing=r["smoothing"],
+            mixup_alpha=r.mixup,
+            cutmix_alpha=r.cutmix,
+            prob=r.mixup_prob,
+            switch_prob=r.mixup_switch_prob,
+            mode=r.mixup_mode,
+            label_smoothing=r.smoothing,
             num_classes=self.num_classes,
         )
 
     def _make_criterion(self) -> torch.nn.Module:
         if self.mixup is not None:
             return SoftTargetCrossEntropy()  # Mixup folds label smoothing into its soft targets
-        if self.resolved["smoothing"] > 0:
-            return LabelSmoothingCrossEntropy(smoothing=self.resolved["smoothing"])
+        if self.resolved.smoothing > 0:
+            return LabelSmoothingCrossEntropy(smoothing=self.resolved.smoothing)
         return torch.nn.CrossEntropyLoss()
 
     # ------------------------------------------------------------------------------ checkpoints
@@ -173,8 +174,9 @@ class Trainer:
     def state(self, epochs_done: int) -> dict[str, Any]:
         return {
             "format": "a2mamba-train/1",
-            "arch": self.resolved["model"],
+            "arch": self.resolved.model,
             "num_classes": self.num_classes,
+            "class_names": list(self.loaders.class_names),
             "epoch": epochs_done,
             "step": self.global_step,
             "model": self.model.state_dict(),
@@ -201,7 +203,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler.is_enabled() and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        # The schedule is not restored: it is a function of the epoch (and step) and of this run's
+        # settings, so a resumed run with a larger --epochs follows the longer schedule.
         self.best = list(state.get("best", []))
         self.guard.load_state_dict(state.get("nonfinite", {}))
         self.global_step = state["step"]
@@ -211,38 +214,46 @@ class Trainer:
     def resume(self) -> None:
         if self.resume_from is None:
             return
-        state = ckpt.load(self.resume_from)
-        if state.get("arch") not in (None, self.resolved["model"]):
+        state = ckpt.read_training_checkpoint(self.resume_from, "--resume")
+        if state.get("arch") not in (None, self.resolved.model):
             raise ConfigError(
-                f"--resume: {self.resume_from} was trained as {state.get('arch')!r}, not {self.resolved['model']!r}"
+                f"--resume: {self.resume_from} was trained as {state.get('arch')!r}, not {self.resolved.model!r}"
             )
         self.load_state(state)
         self.start_epoch = state["epoch"]
         if self.info.is_main:
-            print(f"resumed from {self.resume_from} at epoch {self.start_epoch} (step {self.global_step})")
+            print(
+                f"resumed from {self.resume_from} at epoch {self.start_epoch} of {self.total_epochs} "
+                f"(step {self.global_step})"
+            )
+            if self.start_epoch >= self.total_epochs:
+                print(
+                    f"nothing to train: the run has done {self.start_epoch} epochs; to train longer pass a larger "
+                    "--epochs (the schedule is recomputed for it)"
+                )
 
     def save_epoch(self, epoch: int, top1: float) -> None:
         """last.pth every epoch (atomically); a copy for each of the best ``keep_best`` by top-1."""
         if not self.info.is_main:
             return
-        keep = self.resolved["keep_best"]
+        keep = self.resolved.keep_best
         number = epoch + 1  # epochs are counted from 1 in files and logs
         ranked = sorted(
-            self.best + [{"epoch": number, "top1": top1, "file": ckpt.best_name(number, top1)}],
+            self.best + [{"epoch": number, "top1": top1, "file": best_name(number, top1)}],
             key=lambda e: (-e["top1"], e["epoch"]),
         )
         kept, evicted = ranked[:keep], ranked[keep:]
         self.best = kept
-        ckpt.save(self.run_dir / ckpt.LAST, self.state(epoch + 1))
+        ckpt.save(self.run_dir / LAST, self.state(epoch + 1))
         if any(e["epoch"] == number for e in kept):
-            ckpt.atomic_copy(self.run_dir / ckpt.LAST, self.run_dir / ckpt.best_name(number, top1))
+            atomic_copy(self.run_dir / LAST, self.run_dir / best_name(number, top1))
         for entry in evicted:
             (self.run_dir / entry["file"]).unlink(missing_ok=True)
 
     # ------------------------------------------------------------------------------ non-finite losses
 
     def handle_nonfinite(self, epoch: int, step: int, loss_value: float) -> None:
-        can_restore = (self.run_dir / ckpt.LAST).is_file()
+        can_restore = (self.run_dir / LAST).is_file()
         can_restore = all_ranks_agree(can_restore, self.info)
         action = self.guard.observe(False, amp_enabled=self.amp != "off", can_restore=can_restore)
         self.event("nonfinite_loss", epoch=epoch, step=step, loss=str(loss_value), amp=self.amp, action=action.value)
@@ -254,7 +265,7 @@ class Trainer:
             self.amp = "off"
             self.scaler = self._make_scaler()
         elif action is Action.RESTORE:
-            path = self.run_dir / ckpt.LAST
+            path = self.run_dir / LAST
             self.say(
                 f"loss non-finite {self.guard.patience} steps in a row in float32: restoring the last good "
                 f"checkpoint {path} (restore {self.guard.restores} of {self.guard.max_restores})"
@@ -289,13 +300,13 @@ class Trainer:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         r, info = self.resolved, self.info
         self.train_model.train()
-        distilling = self.ema is not None and r["distill_weight"] > 0 and epoch >= r["distill_start_epoch"]
+        distilling = self.ema is not None and r.distill_weight > 0 and epoch >= r.distill_start_epoch
         loss_sum = 0.0
         finite_steps = 0
         started = time.perf_counter()
         bar = progress(
             range(self.steps_per_epoch),
-            info.is_main and r["progress"],
+            info.is_main and r.progress,
             leave=False,
             unit="step",
             desc=f"epoch {epoch + 1}/{self.total_epochs}",
@@ -303,11 +314,11 @@ class Trainer:
         batches = iter(self.loaders.train)
         for step in bar:
             images, targets = next(batches)
-            images = to_device(images, info.device, r["channels_last"])
+            images = to_device(images, info.device, r.channels_last)
             targets = targets.to(info.device, non_blocking=True)
             if self.mixup is not None:
                 images, targets = self.mixup(images, targets)
-            if r["sched_on_updates"]:
+            if r.sched_on_updates:
                 self.scheduler.step_update(self.global_step)
             with autocast(info.device, self.amp):
                 output = self.train_model(images)
@@ -315,13 +326,13 @@ class Trainer:
                 if distilling:
                     with torch.no_grad():
                         teacher = self.ema.module(images)
-                    loss = loss + r["distill_weight"] * distill_loss(output, teacher)
+                    loss = loss + r.distill_weight * distill_loss(output, teacher)
             finite = all_ranks_agree(bool(torch.isfinite(loss.detach())), info)
             if finite:
                 self.scaler.scale(loss).backward()
-                if r["clip_grad"]:
+                if r.clip_grad:
                     self.scaler.unscale_(self.optimizer)
-                    dispatch_clip_grad(self.model.parameters(), r["clip_grad"], mode=r["clip_mode"])
+                    dispatch_clip_grad(self.model.parameters(), r.clip_grad, mode=r.clip_mode)
                 # with loss scaling the scaler skips overflowing updates itself; in float32 we check
                 if not self.scaler.is_enabled():
                     finite = all_ranks_agree(grads_finite(self.model.parameters()), info)
@@ -340,7 +351,7 @@ class Trainer:
                 self.ema.update(self.model, step=self.global_step)
             loss_sum += as_float(loss)
             finite_steps += 1
-            images_done = (step + 1) * r["global_batch_size"]
+            images_done = (step + 1) * r.global_batch_size
             bar.set_postfix(
                 loss=f"{loss_sum / finite_steps:.4f}",
                 lr=f"{self.optimizer.param_groups[0]['lr']:.2e}",
@@ -354,7 +365,7 @@ class Trainer:
             "train_loss": loss_sum / finite_steps if finite_steps else float("nan"),
             "lr": self.optimizer.param_groups[0]["lr"],
             "epoch_seconds": elapsed,
-            "images_per_second": self.steps_per_epoch * r["global_batch_size"] / elapsed,
+            "images_per_second": self.steps_per_epoch * r.global_batch_size / elapsed,
             "skipped_steps": self.steps_per_epoch - int(finite_steps / info.world_size),
         }
 
@@ -362,7 +373,7 @@ class Trainer:
         r, info = self.resolved, self.info
         self.resume()
         if self.log is not None:
-            self.log.write_config(r)
+            write_config(self.run_dir, r)
             self.log.record(
                 "start",
                 start_epoch=self.start_epoch,
@@ -371,22 +382,22 @@ class Trainer:
             )
             print(f"run folder: {self.run_dir}")
             print(
-                f"model {r['model']} ({sum(p.numel() for p in self.model.parameters()):,} parameters), "
+                f"model {r.model} ({sum(p.numel() for p in self.model.parameters()):,} parameters), "
                 f"{self.loaders.train_size:,} training / {self.loaders.eval_size:,} evaluation images, "
-                f"{self.num_classes} classes, {info.world_size} process(es) x batch {r['batch_size']}, "
-                f"lr {r['lr']:.3g}, device {info.device}, AMP {self.amp}"
+                f"{self.num_classes} classes, {info.world_size} process(es) x batch {r.batch_size}, "
+                f"lr {r.lr:.3g}, device {info.device}, AMP {self.amp}"
             )
         result: dict[str, Any] = {}
         epochs = progress(
             range(self.start_epoch, self.total_epochs),
-            info.is_main and r["progress"],
+            info.is_main and r.progress,
             initial=self.start_epoch,
             total=self.total_epochs,
             desc="epochs",
             unit="epoch",
         )
         for epoch in epochs:
-            seed_everything(epoch_seed(r["seed"], epoch, info.rank))
+            seed_everything(epoch_seed(r.seed, epoch, info.rank))
             self.loaders.train_sampler.set_epoch(epoch)
             self.scheduler.step(epoch)
             self.snapshot_before_distillation(epoch)
@@ -396,8 +407,8 @@ class Trainer:
                 self.loaders.eval,
                 info,
                 amp=self.amp,
-                show_progress=r["progress"],
-                channels_last=r["channels_last"],
+                show_progress=r.progress,
+                channels_last=r.channels_last,
             )
             row = {
                 "epoch": epoch + 1,
@@ -413,15 +424,15 @@ class Trainer:
                     self.loaders.eval,
                     info,
                     amp=self.amp,
-                    show_progress=r["progress"],
+                    show_progress=r.progress,
                     desc="eval EMA",
-                    channels_last=r["channels_last"],
+                    channels_last=r.channels_last,
                 )
                 row.update(ema_top1=ema_stats["top1"], ema_top5=ema_stats["top5"], ema_eval_loss=ema_stats["loss"])
             self.save_epoch(epoch, eval_stats["top1"])
             if self.log is not None:
                 self.log.record("epoch", **row)
-                plot_curves(self.log.epochs(), self.run_dir / CURVES, title=f"{r['model']} - {self.run_dir.name}")
+                plot_curves(self.log.epochs(), self.run_dir / CURVES, title=f"{r.model} - {self.run_dir.name}")
             epochs.set_postfix(
                 loss=f"{row['train_loss']:.4f}",
                 top1=f"{row['top1']:.2f}",
@@ -454,31 +465,12 @@ class Trainer:
         if (
             self.info.is_main
             and self.ema is not None
-            and r["distill_weight"] > 0
-            and epoch == r["distill_start_epoch"]
+            and r.distill_weight > 0
+            and epoch == r.distill_start_epoch
             and epoch > 0
-            and (self.run_dir / ckpt.LAST).is_file()
+            and (self.run_dir / LAST).is_file()
         ):
-            ckpt.atomic_copy(self.run_dir / ckpt.LAST, self.run_dir / ckpt.PRE_DISTILL)
-
-
-def model_data_config(resolved: dict[str, Any]) -> dict[str, Any]:
-    """The model's own evaluation settings (timm pretrained_cfg), with the config's overrides."""
-    check_model_name(resolved["model"])
-    cfg = timm.models.get_pretrained_cfg(resolved["model"])
-    cfg = cfg.to_dict() if cfg is not None else {}
-    data_config = {
-        "mean": tuple(cfg.get("mean") or IMAGENET_DEFAULT_MEAN),
-        "std": tuple(cfg.get("std") or IMAGENET_DEFAULT_STD),
-        "interpolation": cfg.get("interpolation") or "bicubic",
-        "crop_pct": cfg.get("crop_pct") or DEFAULT_CROP_PCT,
-        "crop_mode": cfg.get("crop_mode") or "center",
-    }
-    if resolved.get("crop_pct") is not None:
-        data_config["crop_pct"] = resolved["crop_pct"]
-    if resolved.get("eval_interpolation") is not None:
-        data_config["interpolation"] = resolved["eval_interpolation"]
-    return data_config
+            atomic_copy(self.run_dir / LAST, self.run_dir / PRE_DISTILL)
 
 
 def run_training(config: TrainConfig, info: DistInfo) -> dict[str, Any]:
@@ -486,10 +478,15 @@ def run_training(config: TrainConfig, info: DistInfo) -> dict[str, Any]:
     error = None
     run_dir_text = None
     resume_text = None
+    created: list[Path] = []
     if info.is_main:
         try:
+            if config.initial_checkpoint and config.pretrained:
+                raise ConfigError("--initial-checkpoint: choose it or --pretrained, not both")
+            if config.initial_checkpoint and not Path(config.initial_checkpoint).is_file() and not config.resume:
+                raise ConfigError(f"--initial-checkpoint: no file {config.initial_checkpoint}")
             run_dir, resume_from = choose_run_dir(config)
-            prepare_run_dir(run_dir, resuming=config.resume is not None)
+            created = prepare_run_dir(run_dir, resuming=config.resume is not None)
             run_dir_text, resume_text = str(run_dir), str(resume_from) if resume_from else None
         except ConfigError as err:
             error = str(err)
@@ -498,59 +495,13 @@ def run_training(config: TrainConfig, info: DistInfo) -> dict[str, Any]:
         raise OutputError(error) if "--output" in error else ConfigError(error)
     run_dir = Path(broadcast_text(run_dir_text, info))
     resume_text = broadcast_text(resume_text, info)
-    trainer = Trainer(config, info, run_dir, Path(resume_text) if resume_text else None)
-    return trainer.fit()
-
-
-def choose_run_dir(config: TrainConfig) -> tuple[Path, Path | None]:
-    if config.resume is None:
-        return (Path(config.output) if config.output else default_run_dir(config)), None
-    if config.resume == "auto":
-        run_dir = Path(config.output) if config.output else latest_run_dir(config)
-        if run_dir is None:
-            raise ConfigError("--resume auto: no run folder to resume under runs/; pass --output RUN_FOLDER")
-        found = ckpt.find_resume_checkpoint(run_dir) if run_dir.is_dir() else None
-        if found is None:
-            print(f"--resume auto: no checkpoint in {run_dir} yet; starting from the beginning")
-        return run_dir, found
-    path = Path(config.resume)
-    if not path.is_file():
-        raise ConfigError(f"--resume: no checkpoint file {path}")
-    return (Path(config.output) if config.output else path.parent), path
-
-
-def saved_config_for_resume(config_overrides: dict[str, Any]) -> dict[str, Any] | None:
-    """The settings a run was started with, so ``--resume`` needs no repeat of the original command
-    line: from the checkpoint, or from config.json when the run was killed before its first one."""
-    resume = config_overrides.get("resume")
-    if not resume:
-        return None
-    if resume == "auto":
-        output = config_overrides.get("output")
-        if output:
-            run_dir: Path | None = Path(output)
-        else:
-            from .config import build_config
-
-            run_dir = latest_run_dir(build_config({k: v for k, v in config_overrides.items() if k != "resume"}))
-        if run_dir is None or not run_dir.is_dir():
-            return None
-        path = ckpt.find_resume_checkpoint(run_dir)
-        if path is None:
-            saved = run_dir / "config.json"
-            if saved.is_file():
-                import json
-
-                return json.loads(saved.read_text())
-            return None
-    else:
-        path = Path(resume) if Path(resume).is_file() else None
-    if path is None:
-        return None
     try:
-        return ckpt.load(path).get("config")
-    except Exception as err:  # an unreadable file is reported with its name, not a traceback
-        raise ConfigError(f"--resume: cannot read checkpoint {path}: {err}") from None
+        trainer = Trainer(config, info, run_dir, Path(resume_text) if resume_text else None)
+        return trainer.fit()
+    except BaseException:
+        if info.is_main:
+            remove_if_empty(created)  # a launch that failed before writing anything leaves no trace
+        raise
 
 
-__all__ = ["Trainer", "run_training", "saved_config_for_resume", "read_metrics"]
+__all__ = ["Trainer", "run_training"]

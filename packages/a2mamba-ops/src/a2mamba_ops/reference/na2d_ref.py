@@ -19,7 +19,7 @@ def neighbourhood_indices(length: int, kernel: int, dilation: int, device=None) 
     Returns `(keys, bias)`, both `(length, kernel)` int64: query `i` attends to
     positions `keys[i]` and adds the bias entries `bias[i]` (indices into a table
     of size `2*kernel - 1`). Windows are shifted inward at the borders, and with
-    dilation `d` a query only sees its own residue class `i mod d` (spec 5.2).
+    dilation `d` a query only sees its own residue class `i mod d` (a2mamba-models docs/architecture.md §6.1).
     """
     r = kernel // 2
     i = torch.arange(length, device=device)
