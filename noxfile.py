@@ -376,11 +376,16 @@ def timm_contract(session: nox.Session) -> None:
     shutil.rmtree(download, ignore_errors=True)
     session.run("pip", "download", "--no-binary", ":all:", "--no-deps", f"timm=={version}", "-d", str(download))
     (sdist,) = download.glob("timm-*.tar.gz")
-    # Only the tests: run against the installed timm, not the source tree next to them.
+    # Only the tests and timm's pytest settings (its markers): run against the installed timm, not the sources.
+    root = f"timm-{version}"
     with tarfile.open(sdist) as archive:
-        members = [m for m in archive.getmembers() if m.name.startswith(f"timm-{version}/tests/") and m.isfile()]
+        members = [
+            m
+            for m in archive.getmembers()
+            if m.isfile() and (m.name.startswith(f"{root}/tests/") or m.name == f"{root}/pyproject.toml")
+        ]
         archive.extractall(download, members=members, filter="data")
-    tests = download / f"timm-{version}" / "tests"
+    tests = download / root / "tests"
     session.run(
         "python",
         "-m",
@@ -392,6 +397,8 @@ def timm_contract(session: nox.Session) -> None:
         "-W",
         "ignore::pytest.PytestUnknownMarkWarning",  # timm's timeout marks (pytest-timeout not needed here)
         "-ra",
+        "-c",
+        str(tests.parent / "pyproject.toml"),
         "--rootdir",
         str(tests.parent),
         str(tests / "test_models.py"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import a2mamba_ops
 
+from . import detection, export, saving
 from ._version import __version__
 from .a2mamba import A2Mamba
 from .flops import count_flops, count_params
@@ -46,6 +47,9 @@ __all__ = [
     "checkpoint_filter_fn",
     "count_flops",
     "count_params",
+    "detection",
+    "export",
     "load_checkpoint",
     "read_checkpoint",
+    "saving",
 ]
