@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -40,7 +41,11 @@ def _fake_install(monkeypatch, tmp_path, manifest, *, c_module, import_error=Non
 
 
 class _CpuOnlyLibrary:
-    cpu = object()
+    cpu = SimpleNamespace(
+        current_capability=lambda: "default",
+        compiled_capabilities=lambda: ["default"],
+        supported_capabilities=lambda: ["default"],
+    )
 
     @staticmethod
     def build_info():

@@ -113,6 +113,10 @@ def disassembly_by_function() -> dict[str, str]:
             if name is not None:
                 functions[name] = "\n".join(lines)
             name, lines = header.group(1), []
+            # Code without a symbol of its own (a stripped local function) gets a label like
+            # `<f()@@Base-0x18190>`: an offset from the nearest symbol, not a part of that function.
+            if re.search(r"[+-]0x[0-9a-f]+$", name):
+                name = f"<code without a symbol at {line.split()[0]}>"
         elif name is not None:
             lines.append(line)
     if name is not None:
