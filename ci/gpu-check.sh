@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-shot check of the a2mamba-ops CUDA backend on a lent GPU machine.
+# One-shot check of the a2mamba-ops CUDA backend on a GPU machine.
 #
 #   OUT=/some/dir bash ci/gpu-check.sh        (run from the repository root)
 #
