@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -60,6 +61,12 @@ def make_image_folder(
                 pixels = np.clip(base + rng.normal(0, 25, base.shape), 0, 255).astype(np.uint8)
                 Image.fromarray(pixels).save(folder / f"{i:03d}.png")
     return root
+
+
+def read_rows(run: Path, kind: str) -> list[dict]:
+    """The rows of one kind ("epoch", "step", ...) of a run's metrics.jsonl, in order."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["kind"] == kind]
 
 
 @pytest.fixture

@@ -5,20 +5,14 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import timm
 import torch
-from conftest import SMALL_RUN, make_image_folder, save_training_checkpoint
+from conftest import SMALL_RUN, make_image_folder, read_rows, save_training_checkpoint
 
 import a2mamba_models  # noqa: F401 - registers the A2Mamba models with timm
 from a2mamba_train.cli import train_main, validate_main
-
-
-def read_rows(run: Path, kind: str) -> list[dict]:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [r for r in rows if r["kind"] == kind]
 
 
 def test_validate_at_another_size_resizes_the_bias_tables(image_folder, tmp_path, capsys):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_image_folder, single_thread_env
+from conftest import make_image_folder, read_rows, single_thread_env
 
 HERE = Path(__file__).resolve().parent
 
@@ -68,11 +68,6 @@ def _train(command: list[str], data: Path, output: Path, batch_size: int) -> Pat
     return output
 
 
-def _epochs(run: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [r for r in rows if r["kind"] == "epoch"]
-
-
 def assert_same_training(single: Path, double: Path) -> None:
     """The two-process run took the same steps as the one-process run: same weights, same metrics."""
     expected = torch.load(single / "last.pth", weights_only=True)
@@ -81,8 +76,8 @@ def assert_same_training(single: Path, double: Path) -> None:
     for name, tensor in expected["model"].items():
         torch.testing.assert_close(actual["model"][name], tensor, rtol=1e-4, atol=1e-6, msg=name)
     # only rank 0 writes: one row per epoch; metrics are reduced over both ranks (all 12 images)
-    assert [r["epoch"] for r in _epochs(double)] == [1, 2]
-    for a, b in zip(_epochs(single), _epochs(double), strict=True):
+    assert [r["epoch"] for r in read_rows(double, "epoch")] == [1, 2]
+    for a, b in zip(read_rows(single, "epoch"), read_rows(double, "epoch"), strict=True):
         assert a["top1"] == b["top1"]
         assert b["eval_loss"] == pytest.approx(a["eval_loss"], rel=1e-4)
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)

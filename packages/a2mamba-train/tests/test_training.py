@@ -8,18 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import SMALL_RUN, make_image_folder, single_thread_env
+from conftest import SMALL_RUN, make_image_folder, read_rows, single_thread_env
 
 from a2mamba_train.cli import train_main, validate_main
-
-
-def read_rows(run: Path, kind: str) -> list[dict]:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [r for r in rows if r["kind"] == kind]
 
 
 def test_run_folder_holds_config_metrics_checkpoints_and_curves(image_folder, tmp_path, capsys):
