@@ -17,6 +17,7 @@ nox -s lint        ruff check + ruff format --check
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -44,20 +45,96 @@ FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
 nox.options.reuse_existing_virtualenvs = True
 
 
+TORCH_LAYERS = ROOT / ".nox" / "_torch"
+
+
+def install_torch(session: nox.Session) -> None:
+    """The pinned torch and torchvision, installed once per checkout and shared by the sessions' venvs.
+
+    The CUDA build of torch with its NVIDIA libraries is ~5 GB: installing it into every venv costs
+    minutes and disk per session. Instead it is installed once (`pip install --target`) into
+    .nox/_torch/<python>, and each venv reads it through a .pth file, so pip in the venv sees it as
+    installed and the venv's own packages still come first. `nox -s tests_ops` keeps a plain install.
+    """
+    python = session.run("python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])", silent=True).strip()
+    layer = TORCH_LAYERS / f"py{python}-{'-'.join(TORCH).replace('==', '')}"
+    if not (layer / ".complete").exists():
+        partial = layer.with_name(layer.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        session.run("python", "-m", "pip", "install", "--quiet", "--target", str(partial), *TORCH)
+        (partial / ".complete").write_text("\n".join(TORCH) + "\n")
+        shutil.rmtree(layer, ignore_errors=True)
+        partial.rename(layer)
+    site = session.run("python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", silent=True)
+    (Path(site.strip()) / "a2mamba_shared_torch.pth").write_text(f"{layer}\n")
+    session.run("python", "-c", "import torch, torchvision; print('torch', torch.__version__, 'from', torch.__file__)")
+
+
+# What decides the ops wheel besides its sources: a change to any of these builds a new one.
+OPS_BUILD_ENVIRONMENT = ("CC", "CXX", "CFLAGS", "CXXFLAGS", "LDFLAGS", "CMAKE_ARGS", "A2MAMBA_WERROR")
+OPS_WHEEL_CACHE = ROOT / ".nox" / "_ops-wheels"
+OPS_WHEELS_KEPT = 4
+
+
+def ops_wheel_key(session: nox.Session, cuda: str) -> str:
+    """Digest of the ops sources, the venv's Python and torch, and the build settings."""
+    skipped_dirs = {"build", "_skbuild", "dist", "__pycache__", "tests", "tools"}
+    digest = hashlib.sha256()
+    for path in sorted(OPS.rglob("*")):
+        relative = path.relative_to(OPS)
+        if not path.is_file() or skipped_dirs & set(relative.parts[:-1]) or path.suffix in {".so", ".pyc"}:
+            continue
+        if path.name == "_build_manifest.json":  # written by the build itself
+            continue
+        digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
+    versions = session.run(
+        "python", "-c", "import sys, torch; print(sys.version, torch.__version__)", silent=True
+    ).strip()
+    settings = [f"A2MAMBA_CUDA={cuda}", versions] + [f"{k}={os.environ.get(k, '')}" for k in OPS_BUILD_ENVIRONMENT]
+    digest.update("\n".join(settings).encode())
+    return digest.hexdigest()[:20]
+
+
 def install_ops(session: nox.Session, *, cuda: str = "OFF") -> None:
-    """Build and install the ops against the venv's torch (no second torch in a build env)."""
-    session.install(*BUILD_TOOLS)
-    session.install(
-        "--no-build-isolation", "--no-deps", str(OPS), env={"A2MAMBA_CUDA": cuda, "CMAKE_BUILD_PARALLEL_LEVEL": "2"}
-    )
+    """Install the ops, built against the venv's torch (no second torch in a build env).
+
+    The wheel is built once per source state and kept in .nox/_ops-wheels: every later session
+    (tests, emulation, benchmarks, timm's suite) installs the same build instead of compiling the
+    three CPU variants again.
+    """
+    folder = OPS_WHEEL_CACHE / ops_wheel_key(session, cuda)
+    wheels = sorted(folder.glob("a2mamba_ops-*.whl"))
+    if wheels:
+        session.log(f"installing the cached build {wheels[-1].name} ({folder.name})")
+    else:
+        session.install(*BUILD_TOOLS)
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        session.run(
+            "pip",
+            "wheel",
+            "--no-build-isolation",
+            "--no-deps",
+            "-w",
+            str(partial),
+            str(OPS),
+            env={"A2MAMBA_CUDA": cuda, "CMAKE_BUILD_PARALLEL_LEVEL": "2"},
+        )
+        partial.rename(folder)  # complete wheels only: an interrupted build leaves no cache entry
+        wheels = sorted(folder.glob("a2mamba_ops-*.whl"))
+        # Keep the newest few source states (switching branches back and forth stays cheap).
+        entries = sorted((p for p in OPS_WHEEL_CACHE.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        for stale in entries[:-OPS_WHEELS_KEPT]:
+            shutil.rmtree(stale, ignore_errors=True)
+    session.install("--no-deps", "--force-reinstall", str(wheels[-1]))
 
 
 def install_all(session: nox.Session) -> None:
-    session.install(*TORCH)
+    install_torch(session)
     install_ops(session)
     # Models and train are pure Python; install them with their remaining dependencies.
     # pytest-benchmark: benchmarks/pytest_bench needs its fixture wherever pytest collects benchmarks/.
-    session.install(f"{MODELS}[test]", str(TRAIN), *TEST_TOOLS, "pytest-benchmark")
+    session.install(f"{MODELS}[test]", str(TRAIN), *TEST_TOOLS, "pytest-benchmark", "pytest-xdist")
 
 
 @nox.session(python="3.11")
@@ -67,7 +144,14 @@ def tests(session: nox.Session) -> None:
     session.run("python", "-m", "a2mamba_ops")
     # One pytest run per package: each package's tests/ has its own conftest helpers.
     # pytest exits 5 when it collects nothing, which fails the session: no silent "0 tests".
-    for package in (OPS, MODELS, TRAIN):
+    # The models and train suites run one torch thread per test, so they run a file per core
+    # (pytest-xdist); the ops suite keeps the default threads (it checks results across thread counts).
+    workers = str(min(4, os.cpu_count() or 1))
+    for package, parallel in (
+        (OPS, []),
+        (MODELS, ["-n", workers, "--dist", "loadfile"]),
+        (TRAIN, ["-n", workers, "--dist", "loadfile"]),
+    ):
         session.run(
             "python",
             "-m",
@@ -75,6 +159,7 @@ def tests(session: nox.Session) -> None:
             "-p",
             "no:cacheprovider",
             "-ra",
+            *parallel,
             "--rootdir",
             str(package),
             str(package / "tests"),
@@ -124,6 +209,8 @@ def build_cuda_wheel(session: nox.Session, nvcc: str, arch_list: str, wheel_dir:
         env={
             "A2MAMBA_CUDA": "ON",
             "A2MAMBA_WERROR": "ON",
+            # The CPU variants are built and tested by `nox -s tests`; here only the CUDA code matters.
+            "A2MAMBA_CPU_DISPATCH": "OFF",
             "TORCH_CUDA_ARCH_LIST": arch_list,
             "CUDACXX": nvcc,
             "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2),
@@ -143,7 +230,7 @@ def build_cuda(session: nox.Session) -> None:
     nvcc = shutil.which("nvcc") or (shutil.which("nvcc", path="/usr/local/cuda/bin"))
     if nvcc is None:
         session.skip("nvcc not found: the CUDA kernels cannot be compiled on this machine")
-    session.install(TORCH[0])
+    install_torch(session)
     session.install(*BUILD_TOOLS)
     arch_list = os.environ.get("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
     # The wheel is kept (CUDA_WHEEL_DIR) for `nox -s cuda_report`, which reads its kernels.
@@ -166,7 +253,7 @@ def build_cuda(session: nox.Session) -> None:
 def cuda_emulation(session: nox.Session) -> None:
     """The CUDA kernels' logic (tiles, borders, dilation groups, reductions) on the CPU, against the
     float64 reference: each CUDA thread an OS thread. No GPU, no nvcc; says nothing about speed."""
-    session.install(TORCH[0])
+    install_torch(session)
     install_ops(session)
     session.run(
         "python",
@@ -188,7 +275,8 @@ def cuda_report(session: nox.Session) -> None:
     `-- --library PATH` reports on an existing build instead.
     """
     nvcc = shutil.which("nvcc") or (shutil.which("nvcc", path="/usr/local/cuda/bin"))
-    session.install(TORCH[0], "nvidia-cuda-cuobjdump", "nvidia-cuda-nvdisasm")  # cuobjdump -sass runs nvdisasm
+    install_torch(session)
+    session.install("nvidia-cuda-cuobjdump", "nvidia-cuda-nvdisasm")  # cuobjdump -sass runs nvdisasm
     results = ROOT / "benchmarks" / "results"
     report = [
         "python",
@@ -228,7 +316,7 @@ def cuda_report(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Kernel benchmarks (pytest-benchmark): every backend A2MAMBA_BENCH_ROUNDS rounds (default 5) in one run;
     JSON and the median table land in benchmarks/results/ops-<machine>.json/.md."""
-    session.install(*TORCH)
+    install_torch(session)
     install_ops(session)
     session.install("pytest>=8", "pytest-benchmark", "py-cpuinfo")
     # Named by a stable label (A2MAMBA_BENCH_MACHINE, else cpu-<N>core), never the host name.
@@ -252,7 +340,7 @@ def bench(session: nox.Session) -> None:
 def cpu_targets(session: nox.Session) -> None:
     """The CPU speed targets (kernels against matmul and copy, models against resnet50, a profile), 2 threads,
     one run: benchmarks/results/cpu-targets-<machine>.json/.md/.png. `-- --rounds N` / `-- --tiny` pass through."""
-    session.install(*TORCH)
+    install_torch(session)
     install_ops(session)
     session.install(str(MODELS), "matplotlib")
     session.run(
@@ -281,7 +369,7 @@ def record_asv_machine(session: nox.Session) -> None:
 
 
 def install_for_asv(session: nox.Session) -> None:
-    session.install(*TORCH)
+    install_torch(session)
     install_ops(session)
     session.install("--no-build-isolation", "--no-deps", str(MODELS), str(TRAIN))
     session.install("timm", "tqdm", "matplotlib", "numpy", "pillow", "asv>=0.6.4")

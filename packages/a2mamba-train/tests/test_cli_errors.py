@@ -138,12 +138,23 @@ def test_validate_refuses_pretrained_weights_that_do_not_exist(image_folder, cap
     assert code == 2 and "no pretrained weights" in capsys.readouterr().err
 
 
-def one_line_error(result) -> str:
-    """A user error in a real process: exit status 2 and one line on stderr, no traceback."""
-    assert result.returncode == 2, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("note:")]
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+def single_line(code: int, stderr: str) -> str:
+    """A user error: exit status 2 and one line on stderr, no traceback."""
+    assert code == 2, stderr
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("note:")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
     return lines[0]
+
+
+def one_line_error(result) -> str:
+    """The same, in a real process (for what only a fresh interpreter shows, such as environment variables)."""
+    return single_line(result.returncode, result.stderr)
+
+
+def one_line_in_process(capsys, main, args: list[str]) -> str:
+    """The same, in this process: main() must catch the error itself (an exception would fail the test)."""
+    code = main(args)
+    return single_line(code, capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("main, prog", [(train_main, "a2mamba-train"), (validate_main, "a2mamba-validate")])
@@ -168,19 +179,16 @@ def test_device_cuda_without_a_gpu(image_folder, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content", [os.urandom(4096), b"epoch,top1\n1,50.0\n", b""], ids=["random", "text", "empty"])
-def test_a_file_that_is_no_checkpoint_is_one_line(content, image_folder, tmp_path):
+def test_a_file_that_is_no_checkpoint_is_one_line(content, image_folder, tmp_path, capsys):
     junk = tmp_path / "weights.pth"
     junk.write_bytes(content)
-    line = one_line_error(run_cli("--checkpoint", str(junk), str(image_folder), module="a2mamba_train.validate"))
+    line = one_line_in_process(capsys, validate_main, ["--checkpoint", str(junk), str(image_folder)])
     assert "--checkpoint" in line and "is not a PyTorch checkpoint" in line and str(junk) in line
     run = tmp_path / "run"
-    line = one_line_error(
-        run_cli(*SMALL_RUN, "--data-dir", str(image_folder), "--output", str(run), "--resume", str(junk))
-    )
+    run_args = [*SMALL_RUN, "--data-dir", str(image_folder), "--output", str(run)]
+    line = one_line_in_process(capsys, train_main, [*run_args, "--resume", str(junk)])
     assert "--resume" in line and "is not a PyTorch checkpoint" in line
-    line = one_line_error(
-        run_cli(*SMALL_RUN, "--data-dir", str(image_folder), "--output", str(run), "--initial-checkpoint", str(junk))
-    )
+    line = one_line_in_process(capsys, train_main, [*run_args, "--initial-checkpoint", str(junk)])
     assert "--initial-checkpoint" in line and "is not a PyTorch checkpoint" in line
     assert not run.exists()
 
@@ -194,19 +202,16 @@ def test_resume_from_a_weights_only_file_points_to_initial_checkpoint(image_fold
     assert code == 2 and "not a checkpoint of a2mamba-train" in err and "--initial-checkpoint" in err
 
 
-def test_checkpoint_of_another_model(image_folder, tmp_path):
+def test_checkpoint_of_another_model(image_folder, tmp_path, capsys):
     trained = tmp_path / "trained.pth"
     state = save_training_checkpoint(trained)
-    line = one_line_error(
-        run_cli(
-            "--model", "a2mamba_n", "--checkpoint", str(trained), str(image_folder), module="a2mamba_train.validate"
-        )
-    )
+    args = ["--model", "a2mamba_n", "--checkpoint", str(trained), str(image_folder)]
+    line = one_line_in_process(capsys, validate_main, args)
     assert "holds weights of a2mamba_test, not a2mamba_n" in line and "--model a2mamba_test" in line
     bare = tmp_path / "bare.pth"  # a published-style state dict says nothing about its model
     torch.save(state["model"], bare)
-    line = one_line_error(
-        run_cli("--model", "a2mamba_n", "--checkpoint", str(bare), str(image_folder), module="a2mamba_train.validate")
+    line = one_line_in_process(
+        capsys, validate_main, ["--model", "a2mamba_n", "--checkpoint", str(bare), str(image_folder)]
     )
     assert "--checkpoint" in line and "does not fit this model" in line and "missing" in line
 

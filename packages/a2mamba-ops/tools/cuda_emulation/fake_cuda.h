@@ -1,5 +1,11 @@
-// Thread-based emulation of the CUDA built-ins the a2mamba kernels use (one OS thread per CUDA thread,
-// std::barrier for __syncthreads and warp shuffles). Only for checking kernel logic on a CPU.
+// Emulation of the CUDA built-ins the a2mamba kernels use, for checking kernel logic on a CPU.
+//
+// Each CUDA thread of a block is a fiber (ucontext) on the calling OS thread: the block's fibers run
+// round-robin, and __syncthreads and the warp shuffles are barriers at which a fiber yields until
+// every live thread of its block (or warp) has arrived. Switching fibers costs far less than the OS
+// threads this used to start for every block, so the checks can afford A2Mamba's real shapes. A
+// barrier that some threads never reach (a __syncthreads in divergent code) stops the process with a
+// message instead of hanging.
 //
 // Blocks run one after another, in a shuffled order (a new order per launch unless a seed is set),
 // so a result that depends on the order of blocks (atomics, a missing zeroing) varies between runs.
@@ -13,20 +19,20 @@
 #define A2MAMBA_EMULATE_CUDA 1
 #include <signal.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <barrier>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
-#include <mutex>
 #include <numeric>
 #include <random>
-#include <thread>
 #include <vector>
 
 struct dim3 {
@@ -40,17 +46,31 @@ extern unsigned char __stop_a2mamba_emu_smem[] __attribute__((weak));
 }
 
 namespace emu {
+// A barrier among the live threads of a block or a warp (threads that have finished no longer count).
+struct Barrier {
+  unsigned live = 0;
+  unsigned arrived = 0;
+  uint64_t generation = 0;
+};
 struct Warp {
-  std::unique_ptr<std::barrier<>> bar;
+  Barrier bar;
   alignas(16) unsigned char buf[32][16];
 };
-inline thread_local dim3 tid_, bid_;
+inline dim3 tid_, bid_;  // of the running fiber: set by the scheduler before each switch
 inline dim3 bdim_, gdim_;
 inline unsigned char* dyn_smem_ptr = nullptr;
 inline std::vector<unsigned char> dyn_smem_plain;
-inline std::vector<Warp>* warps;
-inline std::barrier<>* block_bar;
-inline std::mutex atomic_mutex;
+inline std::vector<Warp> warps;
+inline Barrier block_bar;
+
+// Fibers: one per CUDA thread of the running block.
+constexpr size_t kFiberStack = 256 * 1024;
+inline ucontext_t scheduler_context;
+inline std::vector<ucontext_t> fiber_contexts;
+inline std::vector<std::unique_ptr<unsigned char[]>> fiber_stacks;
+inline std::vector<unsigned char> fiber_done;
+inline unsigned current_fiber = 0;
+inline std::function<void()> block_body;  // the kernel call of the running launch
 
 // Settings from Python (check_kernels.py).
 inline bool bounds_check = false;
@@ -121,14 +141,35 @@ inline unsigned char* guarded_smem(size_t bytes, bool at_end) {
 inline int min(int a, int b) { return a < b ? a : b; }
 inline float __fdividef(float a, float b) { return a / b; }
 namespace emu {
+inline void yield() { swapcontext(&fiber_contexts[current_fiber], &scheduler_context); }
+
+// Arrive and wait until every live thread of the barrier's scope has arrived.
+inline void arrive_and_wait(Barrier& bar) {
+  const uint64_t generation = bar.generation;
+  if (++bar.arrived == bar.live) {
+    bar.arrived = 0;
+    ++bar.generation;
+  }
+  while (bar.generation == generation) yield();
+}
+
+// A finished thread leaves the barrier; the others may be waiting for it alone.
+inline void drop(Barrier& bar) {
+  --bar.live;
+  if (bar.arrived > 0 && bar.arrived == bar.live) {
+    bar.arrived = 0;
+    ++bar.generation;
+  }
+}
+
 template <class T>
 T shfl(T v, int src) {
-  Warp& w = (*warps)[tid_.x / 32];
+  Warp& w = warps[tid_.x / 32];
   std::memcpy(w.buf[tid_.x % 32], &v, sizeof(T));
-  w.bar->arrive_and_wait();
+  arrive_and_wait(w.bar);
   T r;
   std::memcpy(&r, w.buf[src], sizeof(T));
-  w.bar->arrive_and_wait();
+  arrive_and_wait(w.bar);
   return r;
 }
 }  // namespace emu
@@ -142,9 +183,8 @@ template <class T> T __shfl_down_sync(unsigned, T v, unsigned d) {
   return emu::shfl(v, l + int(d) < 32 ? l + int(d) : l);
 }
 template <class T> T __shfl_xor_sync(unsigned, T v, int m) { return emu::shfl(v, int(emu::tid_.x % 32) ^ m); }
-inline void __syncthreads() { emu::block_bar->arrive_and_wait(); }
-template <class T> T atomicAdd(T* p, T v) {
-  std::lock_guard<std::mutex> g(emu::atomic_mutex);
+inline void __syncthreads() { emu::arrive_and_wait(emu::block_bar); }
+template <class T> T atomicAdd(T* p, T v) {  // fibers never run at the same time: no lock needed
   T o = *p;
   *p = o + v;
   return o;
@@ -165,14 +205,63 @@ inline void poison_static_smem() {
     std::memset(__start_a2mamba_emu_smem, 0xFF, static_cast<size_t>(__stop_a2mamba_emu_smem - __start_a2mamba_emu_smem));
 }
 
+inline void fiber_main() {
+  block_body();
+  fiber_done[current_fiber] = 1;
+  drop(warps[current_fiber / 32].bar);
+  drop(block_bar);
+  // returning resumes the scheduler (uc_link)
+}
+
+// Run the block's fibers round-robin until all have finished.
+inline void run_block(unsigned block) {
+  if (fiber_stacks.size() < block) {
+    for (size_t i = fiber_stacks.size(); i < block; ++i) fiber_stacks.emplace_back(new unsigned char[kFiberStack]);
+  }
+  fiber_contexts.assign(block, ucontext_t{});
+  fiber_done.assign(block, 0);
+  for (unsigned t = 0; t < block; ++t) {
+    getcontext(&fiber_contexts[t]);
+    fiber_contexts[t].uc_stack.ss_sp = fiber_stacks[t].get();
+    fiber_contexts[t].uc_stack.ss_size = kFiberStack;
+    fiber_contexts[t].uc_link = &scheduler_context;
+    makecontext(&fiber_contexts[t], fiber_main, 0);
+  }
+  block_bar = Barrier{block, 0, 0};
+  warps.assign(block / 32, Warp{});
+  for (auto& w : warps) w.bar.live = 32;
+  unsigned finished = 0;
+  while (finished < block) {
+    const uint64_t progress = block_bar.generation + finished;
+    uint64_t warp_progress = 0;
+    for (const auto& w : warps) warp_progress += w.bar.generation;
+    for (unsigned t = 0; t < block; ++t) {
+      if (fiber_done[t]) continue;
+      current_fiber = t;
+      tid_ = dim3(t);
+      swapcontext(&scheduler_context, &fiber_contexts[t]);
+      finished += fiber_done[t];
+    }
+    uint64_t warp_after = 0;
+    for (const auto& w : warps) warp_after += w.bar.generation;
+    if (finished < block && block_bar.generation + finished == progress && warp_after == warp_progress) {
+      std::fprintf(stderr, "emulation: block %lld deadlocked: %u of %u threads wait at a barrier the others never reach\n",
+                   static_cast<long long>(current_block.load()), block_bar.arrived, block - finished);
+      std::_Exit(4);
+    }
+  }
+}
+
 template <class... P, class... A>
 void launch(void (*kernel)(P...), unsigned grid, unsigned block, size_t smem, A... args) {
   bdim_ = dim3(block);
   gdim_ = dim3(grid);
+  block_body = [&] { kernel(args...); };
   const std::vector<unsigned> order = block_order(grid);
   for (unsigned i = 0; i < grid; ++i) {
     const unsigned b = order[i];
     current_block = b;
+    bid_ = dim3(b);
     if (bounds_check) {
       dyn_smem_ptr = guarded_smem(smem, b % 2 == 0);
     } else {
@@ -181,24 +270,9 @@ void launch(void (*kernel)(P...), unsigned grid, unsigned block, size_t smem, A.
     }
     std::memset(dyn_smem_ptr, 0xFF, smem);  // NaN pattern: reads of unstaged shared memory show up
     poison_static_smem();
-    std::barrier<> bb(block);
-    std::vector<Warp> ws(block / 32);
-    for (auto& w : ws) w.bar = std::make_unique<std::barrier<>>(32);
-    warps = &ws;
-    block_bar = &bb;
-    std::vector<std::thread> threads;
-    threads.reserve(block);
-    for (unsigned t = 0; t < block; ++t) {
-      threads.emplace_back([&, t] {
-        tid_ = dim3(t);
-        bid_ = dim3(b);
-        kernel(args...);
-        ws[t / 32].bar->arrive_and_drop();
-        bb.arrive_and_drop();
-      });
-    }
-    for (auto& th : threads) th.join();
+    run_block(block);
   }
+  block_body = nullptr;
   current_block = -1;
 }
 }  // namespace emu
