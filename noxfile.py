@@ -8,6 +8,7 @@ nox -s cuda_emulation  the CUDA kernels' logic checked on the CPU against the re
 nox -s cuda_report     static report of the compiled CUDA kernels (registers, spills, occupancy; no GPU)
 nox -s bench       pytest-benchmark of the kernels, JSON + table under benchmarks/results/
 nox -s cpu_targets the CPU speed targets side by side in one run, JSON + table + plot under benchmarks/results/
+nox -s export_check  ONNX export of the five variants checked in onnxruntime + a2mamba_n latency in both runtimes
 nox -s asv         asv quick suite on the current commit + HTML report (.asv/html)
 nox -s asv_history -- A..B   asv over a commit range, per-commit environments
 nox -s asv_compare [-- A B]  fail on a >10 % slowdown or an accuracy drop (default main~1 -> main)
@@ -252,7 +253,7 @@ def build_cuda(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def cuda_emulation(session: nox.Session) -> None:
     """The CUDA kernels' logic (tiles, borders, dilation groups, reductions) on the CPU, against the
-    float64 reference: each CUDA thread an OS thread. No GPU, no nvcc; says nothing about speed."""
+    float64 reference: each CUDA thread a fiber. No GPU, no nvcc; says nothing about speed."""
     install_torch(session)
     install_ops(session)
     session.run(
@@ -361,6 +362,23 @@ ASV_QUICK_BENCH = r"^(?!accuracy\.FashionMNIST)"
 # (their lower-is-better twins, time_* and track_error_pct, carry the signal; the targets suite is read, not gated).
 ASV_COMPARE_BENCH = r"^(?!.*(img_per_s|gbps|copy_fraction|top1_pct|fraction_of|ratio_to))"
 ASV_MACHINE = ["--machine", "cpu-2core"]  # one stable name, so results from CI-like machines line up
+
+
+@nox.session(python="3.11")
+def export_check(session: nox.Session) -> None:
+    """ONNX export of the five variants checked in onnxruntime (1e-4 of the logit scale), and a2mamba_n's
+    latency in onnxruntime and PyTorch: benchmarks/results/export-<machine>.json/.md. `--` args pass through."""
+    install_torch(session)
+    install_ops(session)
+    session.install(f"{MODELS}[export]")
+    session.run(
+        "python",
+        "-m",
+        "benchmarks.tools.export_check",
+        "--out",
+        str(ROOT / "benchmarks" / "results"),
+        *session.posargs,
+    )
 
 
 def record_asv_machine(session: nox.Session) -> None:

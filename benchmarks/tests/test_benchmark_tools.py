@@ -15,7 +15,15 @@ import torch
 from benchmarks.cases import machine, shapes
 from benchmarks.cases import ops as op_cases
 from benchmarks.cases.timing import Timing, measure, measure_side_by_side, rounds_from_env
-from benchmarks.tools import asv_build, asv_results, cpu_targets, gpu_kernels, model_throughput, summarize
+from benchmarks.tools import (
+    asv_build,
+    asv_results,
+    cpu_targets,
+    export_check,
+    gpu_kernels,
+    model_throughput,
+    summarize,
+)
 
 BENCHMARKS = Path(__file__).resolve().parents[1]
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
@@ -277,3 +285,49 @@ def test_asv_targets_suite_tracks_a_side_by_side_ratio():
     suite = ScanVsCopy()
     suite.setup("L196-D128")
     assert suite.track_fraction_of_copy("L196-D128") > 0
+
+
+def test_export_report_flags_a_variant_over_the_tolerance_and_gives_the_runtime_ratio():
+    def latency(runtime, batch, median):
+        return {"runtime": runtime, "batch": batch, **Timing.of([median] * 3).as_dict()}
+
+    report = {
+        "img_size": [224, 224],
+        "machine": machine.describe(),
+        "threads": 2,
+        "rounds": 3,
+        "variants": [
+            {
+                "variant": "a2mamba_n",
+                "export_s": 30.0,
+                "file_mib": 17.0,
+                "difference_batch1": 2e-7,
+                "difference_batch3": 3e-7,
+                "ok": True,
+            },
+            {
+                "variant": "a2mamba_t",
+                "export_s": 40.0,
+                "file_mib": 60.0,
+                "difference_batch1": 2e-3,
+                "difference_batch3": 3e-7,
+                "ok": False,
+            },
+            {"variant": "a2mamba_s", "error": "RuntimeError: boom"},
+        ],
+        "latency": [latency("pytorch", 1, 0.030), latency("onnxruntime", 1, 0.020)],
+    }
+    text = export_check.markdown(report)
+    assert "| a2mamba_n | 30 | 17.0 | 2.0e-07 | 3.0e-07 | yes |" in text
+    assert "| a2mamba_t |" in text and text.count("| NO |") == 1
+    assert "| a2mamba_s | failed: RuntimeError: boom |" in text
+    assert "| 1 | onnxruntime | 20.0 | 20.0-20.0 | 1.50x |" in text
+
+
+def test_export_check_refuses_unknown_variants_and_odd_sizes(tmp_path, capsys):
+    for args in (["--variants", "resnet50"], ["--img-size", "100"], ["--rounds", "-1"]):
+        with pytest.raises(SystemExit) as stop:
+            export_check.parse_args(["--out", str(tmp_path), *args])
+        assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "--variants must name published variants" in err and "--img-size must be a multiple of 32" in err

@@ -5,7 +5,8 @@
 The op bodies of csrc/cuda (run_* in scan_launch.cuh and na2d_launch.cuh: buffers and their
 zeroing, launch plans, kernel choice, the reductions after the kernels) are compiled by the host
 C++ compiler against fake_cuda.h and called exactly as the .cu launchers call them; only the
-launcher differs (one OS thread per CUDA thread, barriers for __syncthreads and warp shuffles).
+launcher differs (each CUDA thread a fiber, barriers for __syncthreads and warp shuffles; a barrier
+some threads never reach stops the run).
 Results are compared with the plain-PyTorch reference computed in float64.
 
 What runs:
@@ -22,6 +23,8 @@ What runs:
   different block orders: bitwise equal in deterministic mode, and (proof that the check can fail)
   different on the atomic path;
 - the launch plans' shared-memory sizes against launch_plan.py (the static report's copy).
+- a kernel that shuffles in divergent code: the emulation must stop on it with a message (proof
+  that a barrier some threads never reach is seen, not hung on).
 
 Shared memory is poisoned (NaN bytes) before every block, static `__shared__` arrays included;
 outputs start as NaN; blocks run in a shuffled order. --bounds-check places dynamic shared memory
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import subprocess
 import sys
 import tempfile
 import time
@@ -252,6 +256,21 @@ def check_determinism(emu, report: Report) -> None:
     report.check("determinism: atomic dB matches deterministic dB", results[False, 1], results[True, 1], 1e-5)
 
 
+def check_deadlock_detection(build_dir: Path, report: Report) -> None:
+    """A kernel with a shuffle in divergent code must stop the emulation with a message, not hang."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(HERE)!r}); import check_kernels; "
+        f"check_kernels.build(__import__('pathlib').Path({str(build_dir)!r})).run_divergent_shuffle()"
+    )
+    try:
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+        stopped = result.returncode == 4 and "deadlocked" in result.stderr
+        detail = "" if stopped else f"exit status {result.returncode}: {result.stderr.strip()[-300:]}"
+    except subprocess.TimeoutExpired:
+        stopped, detail = False, "the emulation hung"
+    report.require("barriers: a shuffle in divergent code stops the emulation with a message", stopped, detail)
+
+
 def check_plans(emu, report: Report) -> None:
     """The static report's Python launch plans equal the C++ ones at every A2Mamba configuration."""
     mismatches = []
@@ -276,18 +295,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="print every check, not only failures")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    torch.set_num_threads(1)  # the emulation already runs one OS thread per CUDA thread
+    torch.set_num_threads(1)  # the reference runs at small sizes; a second thread only adds overhead
     # Every at::empty of the op bodies comes back filled with NaN, so an output element no kernel
     # writes fails the comparison (the op bodies take the deterministic flag as an argument).
     torch.use_deterministic_algorithms(True)
     Report.verbose = args.verbose
     start = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
-        emu = build(args.build_dir or Path(tmp))
+        build_dir = args.build_dir or Path(tmp)
+        emu = build(build_dir)
         built = time.monotonic()
         emu.set_bounds_check(args.bounds_check)
         report = Report()
         dtypes = [torch.float32] if args.quick else ALL_DTYPES
+        check_deadlock_detection(build_dir, report)
         check_plans(emu, report)
         check_determinism(emu, report)
         check_na2d(emu, report, dtypes, args.quick, args.full)

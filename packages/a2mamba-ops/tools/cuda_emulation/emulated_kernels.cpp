@@ -46,6 +46,15 @@ pybind11::dict na_plans(int64_t H, int64_t W, int64_t C, int64_t kh, int64_t kw,
   return out;
 }
 
+// Proof that the emulation sees a barrier some threads never reach: half of each warp shuffles
+// (a full-mask shuffle in divergent code) while the other half waits at __syncthreads.
+__global__ void divergent_shuffle_kernel(float* out) {
+  float v = static_cast<float>(threadIdx.x);
+  if (threadIdx.x % 32 < 16) v = __shfl_xor_sync(0xffffffffu, v, 1);
+  __syncthreads();
+  out[threadIdx.x] = v;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -75,5 +84,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   });
   m.def("na_plans", &na_plans);
   m.def("set_bounds_check", [](bool on) { emu::bounds_check = on; });
+  m.def("run_divergent_shuffle", [] {
+    std::vector<float> out(64);
+    emu::launch(divergent_shuffle_kernel, 1u, 64u, size_t{0}, out.data());
+  });
   m.def("set_block_order_seed", [](uint64_t seed) { emu::block_order_seed = seed; });
 }
