@@ -145,13 +145,14 @@ def tests(session: nox.Session) -> None:
     session.run("python", "-m", "a2mamba_ops")
     # One pytest run per package: each package's tests/ has its own conftest helpers.
     # pytest exits 5 when it collects nothing, which fails the session: no silent "0 tests".
-    # The models and train suites run one torch thread per test, so they run a file per core
-    # (pytest-xdist); the ops suite keeps the default threads (it checks results across thread counts).
+    # The models and train suites run one torch thread per test, so they run on every core (pytest-xdist):
+    # models a whole file per worker (test_export exports one model per module), train test by test.
+    # The ops suite keeps the default threads (it checks results across thread counts).
     workers = str(min(4, os.cpu_count() or 1))
     for package, parallel in (
         (OPS, []),
         (MODELS, ["-n", workers, "--dist", "loadfile"]),
-        (TRAIN, ["-n", workers, "--dist", "loadfile"]),
+        (TRAIN, ["-n", workers, "--dist", "load"]),
     ):
         session.run(
             "python",
