@@ -471,12 +471,24 @@ def asv_compare(session: nox.Session) -> None:
 # - torchscript, fx_torchscript: TorchScript is deprecated in PyTorch 2 (torch.jit.script warns to use torch.compile
 #   or torch.export); the ops choose their backend and check their arguments in Python, which TorchScript cannot
 #   compile. torch.export, ONNX and torch.compile(fullgraph=True) are the supported ways to capture the model.
-TIMM_CONTRACT_SELECTION = "a2mamba and not torchscript"
+# - load_pretrained, features_pretrained: they download the published weights (network); loading them is
+#   tested offline by our own suite (packages/a2mamba-models/tests/test_pretrained.py).
+TIMM_CONTRACT_EXCLUDED = "not torchscript and not pretrained"
+TIMM_CONTRACT_MODELS = {"all": "a2mamba", "quick": "(a2mamba_n or a2mamba_test)"}
 
 
 @nox.session(python="3.11")
 def timm_contract(session: nox.Session) -> None:
-    """timm's tests/test_models.py, from the sdist of the installed timm release, run against our models."""
+    """timm's tests/test_models.py, from the sdist of the installed timm release, run against our models.
+
+    `-- --quick` (what CI runs): a2mamba_n and a2mamba_test only; the variants share all the code under
+    test. Other `--` arguments pass to pytest.
+    """
+    args = list(session.posargs)
+    models = TIMM_CONTRACT_MODELS["all"]
+    if "--quick" in args:
+        args.remove("--quick")
+        models = TIMM_CONTRACT_MODELS["quick"]
     install_all(session)
     version = session.run("python", "-c", "import timm; print(timm.__version__)", silent=True).strip()
     download = Path(session.create_tmp()) / f"timm-{version}-sdist"
@@ -510,8 +522,10 @@ def timm_contract(session: nox.Session) -> None:
         str(tests.parent),
         str(tests / "test_models.py"),
         "-k",
-        TIMM_CONTRACT_SELECTION,
-        *session.posargs,
+        f"{models} and {TIMM_CONTRACT_EXCLUDED}",
+        "-n",
+        str(min(4, os.cpu_count() or 1)),  # one torch thread per test (OMP_NUM_THREADS below)
+        *args,
         env={"TORCH_DEVICE": "cpu", "OMP_NUM_THREADS": "1"},
     )
 
