@@ -18,12 +18,13 @@ struct Variant {
 
 #if defined(__x86_64__) || defined(__i386__)
 // libgcc's and compiler-rt's feature bits already include the OS check (XGETBV): AVX and
-// AVX-512 are reported only where the kernel saves the ymm/zmm state.
-bool cpu_runs_avx2() {
+// AVX-512 are reported only where the kernel saves the ymm/zmm state. maybe_unused: a build without
+// the variants (A2MAMBA_CPU_DISPATCH=OFF) references neither.
+[[maybe_unused]] bool cpu_runs_avx2() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
-bool cpu_runs_avx512() {
+[[maybe_unused]] bool cpu_runs_avx512() {
   __builtin_cpu_init();
   return cpu_runs_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
