@@ -1,7 +1,10 @@
 // Python bindings: a2mamba_ops._C. The Python package registers these as
 // torch.library custom ops (schema, fake kernel, autograd); this module only
 // exposes the raw per-device kernels and what they were built with.
-#include <torch/extension.h>
+// pybind11 with torch's Tensor casters and the version macro, not <torch/extension.h> (the whole
+// C++ frontend, which this module never uses and which doubles its compile time).
+#include <torch/csrc/utils/pybind.h>
+#include <torch/version.h>
 
 #include "cpu/capability.h"
 #include "ops.h"

@@ -12,7 +12,7 @@
 //          rpb (heads, 2*kh-1, 2*kw-1) or undefined.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <optional>
 #include <tuple>

@@ -3,9 +3,14 @@
 // current stream, launch check). Nothing here synchronises the host.
 #pragma once
 
-#include <ATen/ATen.h>
+// The few ATen headers the kernels use, not <ATen/ATen.h>: every .cu file is parsed once per
+// architecture, and the whole ATen API would dominate the build.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
 
 #include <cstdint>
 

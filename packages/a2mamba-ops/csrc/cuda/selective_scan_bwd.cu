@@ -1,4 +1,6 @@
 // selective_scan_state backward (see run_scan_bwd in scan_launch.cuh).
+#include <ATen/Context.h>
+
 #include "../ops.h"
 #include "scan_launch.cuh"
 
