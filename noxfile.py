@@ -72,7 +72,16 @@ def install_torch(session: nox.Session) -> None:
 
 
 # What decides the ops wheel besides its sources: a change to any of these builds a new one.
-OPS_BUILD_ENVIRONMENT = ("CC", "CXX", "CFLAGS", "CXXFLAGS", "LDFLAGS", "CMAKE_ARGS", "A2MAMBA_WERROR")
+OPS_BUILD_ENVIRONMENT = (
+    "CC",
+    "CXX",
+    "CFLAGS",
+    "CXXFLAGS",
+    "LDFLAGS",
+    "CMAKE_ARGS",
+    "A2MAMBA_WERROR",
+    "A2MAMBA_CPU_DISPATCH",
+)
 OPS_WHEEL_CACHE = ROOT / ".nox" / "_ops-wheels"
 OPS_WHEELS_KEPT = 4
 
@@ -146,13 +155,13 @@ def tests(session: nox.Session) -> None:
     # One pytest run per package: each package's tests/ has its own conftest helpers.
     # pytest exits 5 when it collects nothing, which fails the session: no silent "0 tests".
     # The models and train suites run one torch thread per test, so they run on every core (pytest-xdist):
-    # models a whole file per worker (test_export exports one model per module), train test by test.
+    # a whole file per worker (test_export exports one model per module; DDP runs share a baseline).
     # The ops suite keeps the default threads (it checks results across thread counts).
     workers = str(min(4, os.cpu_count() or 1))
     for package, parallel in (
         (OPS, []),
         (MODELS, ["-n", workers, "--dist", "loadfile"]),
-        (TRAIN, ["-n", workers, "--dist", "load"]),
+        (TRAIN, ["-n", workers, "--dist", "loadfile"]),
     ):
         session.run(
             "python",
