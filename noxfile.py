@@ -105,6 +105,11 @@ def ops_wheel_key(session: nox.Session, cuda: str) -> str:
     return digest.hexdigest()[:20]
 
 
+def pip_wheel_ops(session: nox.Session, wheel_dir: Path, env: dict[str, str]) -> None:
+    """Build the ops wheel into `wheel_dir` against the venv's torch (no build isolation, no second torch)."""
+    session.run("pip", "wheel", "--no-build-isolation", "--no-deps", "-w", str(wheel_dir), str(OPS), env=env)
+
+
 def install_ops(session: nox.Session, *, cuda: str = "OFF") -> None:
     """Install the ops, built against the venv's torch (no second torch in a build env).
 
@@ -120,16 +125,7 @@ def install_ops(session: nox.Session, *, cuda: str = "OFF") -> None:
         session.install(*BUILD_TOOLS)
         partial = folder.with_name(folder.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        session.run(
-            "pip",
-            "wheel",
-            "--no-build-isolation",
-            "--no-deps",
-            "-w",
-            str(partial),
-            str(OPS),
-            env={"A2MAMBA_CUDA": cuda, "CMAKE_BUILD_PARALLEL_LEVEL": "2"},
-        )
+        pip_wheel_ops(session, partial, {"A2MAMBA_CUDA": cuda, "CMAKE_BUILD_PARALLEL_LEVEL": "2"})
         partial.rename(folder)  # complete wheels only: an interrupted build leaves no cache entry
         wheels = sorted(folder.glob("a2mamba_ops-*.whl"))
         # Keep the newest few source states (switching branches back and forth stays cheap).
@@ -209,15 +205,10 @@ def tests_ops(session: nox.Session) -> None:
 
 def build_cuda_wheel(session: nox.Session, nvcc: str, arch_list: str, wheel_dir: Path, build_dir: Path) -> list[Path]:
     """A wheel of the ops with the CUDA kernels for `arch_list`, warnings as errors."""
-    session.run(
-        "pip",
-        "wheel",
-        "--no-build-isolation",
-        "--no-deps",
-        "-w",
-        str(wheel_dir),
-        str(OPS),
-        env={
+    pip_wheel_ops(
+        session,
+        wheel_dir,
+        {
             "A2MAMBA_CUDA": "ON",
             "A2MAMBA_WERROR": "ON",
             # The CPU variants are built and tested by `nox -s tests`; here only the CUDA code matters.
