@@ -39,6 +39,7 @@ pybind11::dict build_info() {
     sub.def("selective_scan_state_fwd", &ns::selective_scan_state_fwd); \
     sub.def("selective_scan_state_bwd", &ns::selective_scan_state_bwd); \
     sub.def("na2d_qk_fwd", &ns::na2d_qk_fwd);                           \
+    sub.def("na2d_qk_softmax_fwd", &ns::na2d_qk_softmax_fwd);           \
     sub.def("na2d_qk_bwd", &ns::na2d_qk_bwd);                           \
     sub.def("na2d_av_fwd", &ns::na2d_av_fwd);                           \
     sub.def("na2d_av_bwd", &ns::na2d_av_bwd);                           \

@@ -15,9 +15,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from a2mamba_ops import available_backends, na2d_av, na2d_qk, selective_scan_state, use_backend
+from a2mamba_ops import available_backends, na2d_av, na2d_qk, na2d_qk_softmax, selective_scan_state, use_backend
 from a2mamba_ops._native import forced_cpu_capability, supported_cpu_capabilities
-from a2mamba_ops.reference import na2d_av_ref, na2d_qk_ref, selective_scan_state_ref
+from a2mamba_ops.reference import na2d_av_ref, na2d_qk_ref, na2d_qk_softmax_ref, selective_scan_state_ref
 
 BACKENDS = [b for b in available_backends() if b in ("cpu", "cuda")]
 DEVICE = {"cpu": "cpu", "cuda": "cuda"}
@@ -113,6 +113,19 @@ def check_qk(backend, inputs, kernel, dilation, dtype):
     )
 
 
+def check_qk_softmax(backend, inputs, kernel, dilation, dtype):
+    attn_shape = (*inputs["q"].shape[:4], kernel[0] * kernel[1])
+    grad_out = torch.randn(attn_shape, device=inputs["q"].device)
+    return check_against_reference(
+        backend,
+        lambda q, k, rpb=None: na2d_qk_softmax(q, k, kernel, dilation, rpb),
+        lambda q, k, rpb=None: na2d_qk_softmax_ref(q, k, kernel, dilation, rpb),
+        inputs,
+        dtype,
+        grad_out,
+    )
+
+
 def check_av(backend, attn, v, kernel, dilation, dtype):
     grad_out = torch.randn(v.shape, device=v.device)
     return check_against_reference(
@@ -132,8 +145,10 @@ def test_na2d_matches_reference_in_every_dtype(backend, dtype):
     inputs = na2d_inputs(device, dtype, 2, 3, 13, 17, 16, kernel)
     attn = check_qk(backend, inputs, kernel, dilation, dtype)
     assert attn.dtype == dtype
+    weights = check_qk_softmax(backend, inputs, kernel, dilation, dtype)
+    assert weights.dtype == dtype
     v = torch.randn(inputs["q"].shape, device=device).to(dtype)
-    out = check_av(backend, attn.detach().float().softmax(-1).to(dtype), v, kernel, dilation, dtype)
+    out = check_av(backend, weights.detach(), v, kernel, dilation, dtype)
     assert out.dtype == dtype
 
 
@@ -162,9 +177,10 @@ def test_na2d_windows_and_borders(backend, size, kernel, dilation, with_rpb):
     H, W = size
     # float32 is what models run; errors in the window rules would be O(1), far above its tolerance.
     inputs = na2d_inputs(device, torch.float32, 1, 2, H, W, 5, kernel, with_rpb)
-    attn = check_qk(backend, inputs, kernel, dilation, torch.float32)
+    check_qk(backend, inputs, kernel, dilation, torch.float32)
+    weights = check_qk_softmax(backend, inputs, kernel, dilation, torch.float32)
     v = torch.randn(inputs["q"].shape, device=device)
-    check_av(backend, attn.detach().softmax(-1), v, kernel, dilation, torch.float32)
+    check_av(backend, weights.detach(), v, kernel, dilation, torch.float32)
 
 
 def _channels_last_like(batch, heads, H, W, dim, device):
@@ -181,6 +197,7 @@ def test_na2d_non_contiguous_inputs(backend):
     rpb = torch.randn(heads, 2 * kernel[1] - 1, 2 * kernel[0] - 1, device=device).transpose(1, 2)
     assert not (q.is_contiguous() or k.is_contiguous() or rpb.is_contiguous())
     attn = check_qk(backend, {"q": q, "k": k, "rpb": rpb}, kernel, dilation, torch.float32)
+    check_qk_softmax(backend, {"q": q, "k": k, "rpb": rpb}, kernel, dilation, torch.float32)
 
     slots = kernel[0] * kernel[1]
     attn_t = torch.randn(batch, heads, W, H, slots, device=device).transpose(2, 3)  # transposed map

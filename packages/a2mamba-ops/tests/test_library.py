@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import a2mamba_ops
-from a2mamba_ops import _ops, available_backends, na2d_av, na2d_qk, selective_scan_state, use_backend
+from a2mamba_ops import _ops, available_backends, na2d_av, na2d_qk, na2d_qk_softmax, selective_scan_state, use_backend
 from a2mamba_ops._native import forced_cpu_capability, supported_cpu_capabilities
 
 CPU_BACKENDS = [b for b in available_backends() if b in ("reference", "cpu")]
@@ -41,6 +41,7 @@ def test_na2d_gradcheck(cpu_backend, kernel, dilation, size):
     rpb = f64(1, 2 * kernel[0] - 1, 2 * kernel[1] - 1)
     attn = f64(1, 1, H, W, kernel[0] * kernel[1])
     assert torch.autograd.gradcheck(lambda q, k, rpb: na2d_qk(q, k, kernel, dilation, rpb), (q, k, rpb))
+    assert torch.autograd.gradcheck(lambda q, k, rpb: na2d_qk_softmax(q, k, kernel, dilation, rpb), (q, k, rpb))
     assert torch.autograd.gradcheck(lambda a, v: na2d_av(a, v, kernel, dilation), (attn, v))
 
 
@@ -69,6 +70,8 @@ def test_opcheck_all_ops():
             t.requires_grad_(requires_grad)
         torch.library.opcheck(_ops.na2d_qk_op, (q, k, rpb, 3, 3, 1, 2))
         torch.library.opcheck(_ops.na2d_qk_op, (q, k, None, 3, 3, 2, 1))
+        torch.library.opcheck(_ops.na2d_qk_softmax_op, (q, k, rpb, 3, 3, 1, 2))
+        torch.library.opcheck(_ops.na2d_qk_softmax_op, (q, k, None, 3, 3, 2, 1))
         torch.library.opcheck(_ops.na2d_av_op, (attn, q, 3, 3, 2, 2))
         torch.library.opcheck(_ops.selective_scan_state_op, (u, delta, A, B, bias, True))
         torch.library.opcheck(_ops.selective_scan_state_op, (u, delta, A, B, None, False))
@@ -77,10 +80,11 @@ def test_opcheck_all_ops():
 @needs_kernels
 def test_compile_fullgraph_forward_and_backward_matches_eager():
     def mixer(q, k, v, rpb, u, delta, A, B, bias):
-        attn = na2d_qk(q, k, 3, 2, rpb).softmax(-1)
+        attn = na2d_qk_softmax(q, k, 3, 2, rpb)
         out = na2d_av(attn, v, 3, 2)
+        logits = na2d_qk(q, k, 3, 1, rpb)
         h = selective_scan_state(u, delta, A, B, bias)
-        return out.sum() + h.square().mean()
+        return out.sum() + logits.square().mean() + h.square().mean()
 
     inputs = [
         torch.randn(1, 2, 8, 9, 4),

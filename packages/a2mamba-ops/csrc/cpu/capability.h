@@ -27,6 +27,7 @@ struct KernelTable {
   decltype(&selective_scan_state_fwd) scan_fwd;
   decltype(&selective_scan_state_bwd) scan_bwd;
   decltype(&na2d_qk_fwd) qk_fwd;
+  decltype(&na2d_qk_softmax_fwd) qk_softmax_fwd;
   decltype(&na2d_qk_bwd) qk_bwd;
   decltype(&na2d_av_fwd) av_fwd;
   decltype(&na2d_av_bwd) av_bwd;

@@ -111,6 +111,11 @@ at::Tensor na2d_qk_fwd(const at::Tensor& q, const at::Tensor& k, const std::opti
   return kernels().qk_fwd(q, k, rpb, kernel_h, kernel_w, dilation_h, dilation_w);
 }
 
+at::Tensor na2d_qk_softmax_fwd(const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& rpb,
+                               int64_t kernel_h, int64_t kernel_w, int64_t dilation_h, int64_t dilation_w) {
+  return kernels().qk_softmax_fwd(q, k, rpb, kernel_h, kernel_w, dilation_h, dilation_w);
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> na2d_qk_bwd(const at::Tensor& dattn, const at::Tensor& q,
                                                            const at::Tensor& k, bool has_rpb, int64_t kernel_h,
                                                            int64_t kernel_w, int64_t dilation_h,

@@ -12,8 +12,8 @@ namespace a2mamba::cpu::A2MAMBA_CPU_VARIANT {
 
 const KernelTable& kernel_table() {
   static const KernelTable table{A2MAMBA_CPU_VARIANT_NAME, &selective_scan_state_fwd, &selective_scan_state_bwd,
-                                 &na2d_qk_fwd,             &na2d_qk_bwd,              &na2d_av_fwd,
-                                 &na2d_av_bwd};
+                                 &na2d_qk_fwd,             &na2d_qk_softmax_fwd,      &na2d_qk_bwd,
+                                 &na2d_av_fwd,             &na2d_av_bwd};
   return table;
 }
 

@@ -16,6 +16,7 @@
 
 #include <vector>
 
+#include "cpu/fast_math.h"
 #include "cpu/neighbourhood.h"
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
@@ -39,8 +40,37 @@ void parallel_rows(const Geometry& g, const F& body) {
   parallel_blocks(g.batch_heads * g.H, items_per_block(per_row), per_row, body);
 }
 
+// out = softmax(x) over n entries (out may be x): the max, exp(x - max) and their sum in vector
+// loops, as torch.softmax computes it.
 template <typename T>
-void neighbourhood_dot_generic(const Geometry& g, const T* x, const T* y, const T* rpb, T* out) {
+void softmax_of(const T* x, int64_t n, T* out) {
+  Vec<T> vmax;
+  for (int l = 0; l < kLanes<T>; ++l) {
+    vmax[l] = x[0];
+  }
+  int64_t e = 0;
+  for (; e + kLanes<T> <= n; e += kLanes<T>) {
+    const Vec<T> v = load(x + e);
+    vmax = vmax > v ? vmax : v;
+  }
+  T max = vmax[0];
+  for (int l = 1; l < kLanes<T>; ++l) {
+    max = std::max(max, vmax[l]);
+  }
+  for (; e < n; ++e) {
+    max = std::max(max, x[e]);
+  }
+  for (int64_t t = 0; t < n; ++t) {
+    out[t] = exp_fast<T>(x[t] - max);
+  }
+  const T scale = T(1) / sum(out, n);
+  for (int64_t t = 0; t < n; ++t) {
+    out[t] *= scale;
+  }
+}
+
+template <typename T>
+void neighbourhood_dot_generic(const Geometry& g, const T* x, const T* y, const T* rpb, bool softmax, T* out) {
   const int64_t kh = g.rows.kernel, kw = g.cols.kernel, C = g.dim, W = g.W;
   const int64_t bias_w = 2 * kw - 1, bias_size = (2 * kh - 1) * bias_w;
   parallel_rows(g, [&](int64_t begin, int64_t end) {
@@ -62,6 +92,9 @@ void neighbourhood_dot_generic(const Geometry& g, const T* x, const T* y, const 
               o[th * kw + tw] += bias[tw];
             }
           }
+        }
+        if (softmax) {
+          softmax_of(o, g.slots(), o);
         }
       }
     }
@@ -92,7 +125,8 @@ struct KeysByColumn {
         position[col] = next++;
       }
     }
-    storage = at::zeros({g.batch_heads * g.H, C, padded_w}, c10::CppTypeToScalarType<T>::value);
+    // Every position below W is written below; only the padding needs zeros (finite values that read as such).
+    storage = at::empty({g.batch_heads * g.H, C, padded_w}, c10::CppTypeToScalarType<T>::value);
     data = storage.const_data_ptr<T>();
     row_size = C * padded_w;
     T* out = storage.mutable_data_ptr<T>();
@@ -100,6 +134,9 @@ struct KeysByColumn {
       for (int64_t row = begin; row < end; ++row) {
         const T* in = y + row * W * C;
         T* o = out + row * C * padded_w;
+        for (int64_t c = 0; c < C; ++c) {
+          std::fill(o + c * padded_w + W, o + (c + 1) * padded_w, T(0));
+        }
         for (int64_t col = 0; col < W; ++col) {
           for (int64_t c = 0; c < C; ++c) {
             o[c * padded_w + position[col]] = in[col * C + c];
@@ -114,11 +151,16 @@ struct KeysByColumn {
   int64_t row_size = 0;
 };
 
-// kRows window rows of one query: acc[u] = sum_c x[c] * keys[u] + c * stride, kVecs vectors wide.
+// kRows window rows of one query: acc[u] = bias[u] + sum_c x[c] * keys[u] + c * stride, kVecs vectors wide.
 template <typename T, int kRows, int kVecs>
-inline void window_rows(const T* __restrict x, int64_t C, const T* const* keys, int64_t stride, T* out,
-                        int64_t out_step) {
-  Vec<T> acc[kRows][kVecs] = {};
+inline void window_rows(const T* __restrict x, int64_t C, const T* const* keys, int64_t stride,
+                        const T* const* bias, T* out, int64_t out_step) {
+  Vec<T> acc[kRows][kVecs];
+  for (int u = 0; u < kRows; ++u) {
+    for (int v = 0; v < kVecs; ++v) {
+      acc[u][v] = load(bias[u] + v * kLanes<T>);
+    }
+  }
   for (int64_t c = 0; c < C; ++c) {
     const T xc = x[c];
     for (int u = 0; u < kRows; ++u) {
@@ -137,26 +179,40 @@ inline void window_rows(const T* __restrict x, int64_t C, const T* const* keys, 
 }
 
 template <typename T, int kVecs>
-void neighbourhood_dot_by_rows(const Geometry& g, const T* x, const T* y, const T* rpb, T* out) {
+void neighbourhood_dot_by_rows(const Geometry& g, const T* x, const T* y, const T* rpb, bool softmax, T* out) {
   const int64_t kh = g.rows.kernel, kw = g.cols.kernel, C = g.dim, W = g.W;
   const int64_t bias_w = 2 * kw - 1, bias_size = (2 * kh - 1) * bias_w;
   const KeysByColumn<T> keys(g, y, kVecs * kLanes<T>);
   const int64_t stride = keys.padded_w;
+  // The accumulators start from the bias: full vectors read from a window row of the table run
+  // past its kw entries (into lanes that are never stored), so the copy has a vector of zeros after it.
+  std::vector<T> bias_table(g.heads * bias_size + kVecs * kLanes<T>, T(0));
+  if (rpb != nullptr) {
+    std::copy_n(rpb, g.heads * bias_size, bias_table.data());
+  }
   parallel_rows(g, [&](int64_t begin, int64_t end) {
     // One query's logits, with room for the last row's spare lanes.
     std::vector<T> logits(kh * kw + kVecs * kLanes<T>);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t bh = row / g.H, i = row % g.H;
+      // Without a table every query starts from the zeros at its end.
+      const T* head_bias = rpb != nullptr ? bias_table.data() + (bh % g.heads) * bias_size + g.rows.bias_start[i] * bias_w
+                                          : bias_table.data() + g.heads * bias_size;
+      const int64_t bias_step = rpb != nullptr ? bias_w : 0;
       for (int64_t j = 0; j < W; ++j) {
         const T* xq = x + (row * W + j) * C;
         const int64_t first = keys.position[g.cols.key_start[j]];
+        const T* query_bias = head_bias + (rpb != nullptr ? g.cols.bias_start[j] : 0);
         const T* rows_of_window[4];
+        const T* bias_of_window[4];
         int64_t th = 0;
         auto run = [&](auto rows) {
           for (int u = 0; u < rows; ++u) {
             rows_of_window[u] = keys.row(bh * g.H + g.rows.key(i, th + u)) + first;
+            bias_of_window[u] = query_bias + (th + u) * bias_step;
           }
-          window_rows<T, decltype(rows)::value, kVecs>(xq, C, rows_of_window, stride, logits.data() + th * kw, kw);
+          window_rows<T, decltype(rows)::value, kVecs>(xq, C, rows_of_window, stride, bias_of_window,
+                                                       logits.data() + th * kw, kw);
           th += rows;
         };
         while (kh - th >= 4) run(std::integral_constant<int, 4>{});
@@ -167,15 +223,10 @@ void neighbourhood_dot_by_rows(const Geometry& g, const T* x, const T* y, const 
           default: break;
         }
         T* o = out + (row * W + j) * g.slots();
-        if (rpb != nullptr) {
-          const T* bias = rpb + (bh % g.heads) * bias_size + g.rows.bias_start[i] * bias_w + g.cols.bias_start[j];
-          for (int64_t t = 0; t < kh; ++t) {
-            for (int64_t tw = 0; tw < kw; ++tw) {
-              o[t * kw + tw] = logits[t * kw + tw] + bias[t * bias_w + tw];
-            }
-          }
+        if (softmax) {
+          softmax_of(logits.data(), g.slots(), o);
         } else {
-          std::copy_n(logits.data(), kh * kw, o);
+          std::copy_n(logits.data(), g.slots(), o);
         }
       }
     }
@@ -183,12 +234,12 @@ void neighbourhood_dot_by_rows(const Geometry& g, const T* x, const T* y, const 
 }
 
 template <typename T>
-void neighbourhood_dot(const Geometry& g, const T* x, const T* y, const T* rpb, T* out) {
+void neighbourhood_dot(const Geometry& g, const T* x, const T* y, const T* rpb, bool softmax, T* out) {
   switch ((g.cols.kernel + kLanes<T> - 1) / kLanes<T>) {
-    case 1: return neighbourhood_dot_by_rows<T, 1>(g, x, y, rpb, out);
-    case 2: return neighbourhood_dot_by_rows<T, 2>(g, x, y, rpb, out);
-    case 3: return neighbourhood_dot_by_rows<T, 3>(g, x, y, rpb, out);
-    default: return neighbourhood_dot_generic(g, x, y, rpb, out);
+    case 1: return neighbourhood_dot_by_rows<T, 1>(g, x, y, rpb, softmax, out);
+    case 2: return neighbourhood_dot_by_rows<T, 2>(g, x, y, rpb, softmax, out);
+    case 3: return neighbourhood_dot_by_rows<T, 3>(g, x, y, rpb, softmax, out);
+    default: return neighbourhood_dot_generic(g, x, y, rpb, softmax, out);
   }
 }
 
@@ -357,8 +408,11 @@ void check_attn(const at::Tensor& attn, const at::Tensor& map, int64_t slots, co
 
 }  // namespace
 
-at::Tensor na2d_qk_fwd(const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& rpb,
-                       int64_t kernel_h, int64_t kernel_w, int64_t dilation_h, int64_t dilation_w) {
+namespace {
+
+at::Tensor neighbourhood_logits(const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& rpb,
+                                int64_t kernel_h, int64_t kernel_w, int64_t dilation_h, int64_t dilation_w,
+                                bool softmax) {
   check_map(q, "q");
   TORCH_CHECK(k.sizes() == q.sizes(), "na2d_qk: k must have the shape of q ", q.sizes(), ", got ", k.sizes());
   const bool has_rpb = rpb.has_value() && rpb->defined();
@@ -375,9 +429,22 @@ at::Tensor na2d_qk_fwd(const at::Tensor& q, const at::Tensor& k, const std::opti
   at::Tensor attn = at::empty({q.size(0), q.size(1), q.size(2), q.size(3), g.slots()}, qc.options());
   AT_DISPATCH_FLOATING_TYPES(type, "na2d_qk_fwd", [&] {
     neighbourhood_dot<scalar_t>(g, qc.const_data_ptr<scalar_t>(), kc.const_data_ptr<scalar_t>(),
-                                has_rpb ? bc.const_data_ptr<scalar_t>() : nullptr, attn.mutable_data_ptr<scalar_t>());
+                                has_rpb ? bc.const_data_ptr<scalar_t>() : nullptr, softmax,
+                                attn.mutable_data_ptr<scalar_t>());
   });
   return attn.to(q.scalar_type());
+}
+
+}  // namespace
+
+at::Tensor na2d_qk_fwd(const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& rpb,
+                       int64_t kernel_h, int64_t kernel_w, int64_t dilation_h, int64_t dilation_w) {
+  return neighbourhood_logits(q, k, rpb, kernel_h, kernel_w, dilation_h, dilation_w, false);
+}
+
+at::Tensor na2d_qk_softmax_fwd(const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& rpb,
+                               int64_t kernel_h, int64_t kernel_w, int64_t dilation_h, int64_t dilation_w) {
+  return neighbourhood_logits(q, k, rpb, kernel_h, kernel_w, dilation_h, dilation_w, true);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> na2d_qk_bwd(const at::Tensor& dattn, const at::Tensor& q,
@@ -435,7 +502,8 @@ std::tuple<at::Tensor, at::Tensor> na2d_av_bwd(const at::Tensor& dout, const at:
   at::Tensor dattn = at::empty(ac.sizes(), ac.options()), dv = at::empty_like(vc);
   AT_DISPATCH_FLOATING_TYPES(type, "na2d_av_bwd", [&] {
     const scalar_t* d = dc.const_data_ptr<scalar_t>();
-    neighbourhood_dot<scalar_t>(g, d, vc.const_data_ptr<scalar_t>(), nullptr, dattn.mutable_data_ptr<scalar_t>());
+    neighbourhood_dot<scalar_t>(g, d, vc.const_data_ptr<scalar_t>(), nullptr, false,
+                                dattn.mutable_data_ptr<scalar_t>());
     inverse_sum<scalar_t>(g, ac.const_data_ptr<scalar_t>(), d, dv.mutable_data_ptr<scalar_t>());
   });
   return {dattn.to(attn.scalar_type()), dv.to(v.scalar_type())};

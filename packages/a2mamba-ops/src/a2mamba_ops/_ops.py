@@ -181,6 +181,47 @@ def _qk_backward(ctx, dattn):
 na2d_qk_op.register_autograd(_qk_backward, setup_context=_qk_setup_context)
 
 
+# --------------------------------------------------------------------------- na2d qk + softmax
+
+
+@torch.library.custom_op("a2mamba::na2d_qk_softmax", mutates_args=())
+def na2d_qk_softmax_op(
+    q: Tensor, k: Tensor, rpb: Tensor | None, kernel_h: int, kernel_w: int, dilation_h: int, dilation_w: int
+) -> Tensor:
+    backend, kernels = kernel_module(q.device)
+    dtype = _na2d_dtype(backend, q.dtype)
+    rpb_c = rpb.to(dtype).contiguous() if rpb is not None else None
+    attn = kernels.na2d_qk_softmax_fwd(
+        q.to(dtype).contiguous(), k.to(dtype).contiguous(), rpb_c, kernel_h, kernel_w, dilation_h, dilation_w
+    )
+    return attn.to(q.dtype)
+
+
+@na2d_qk_softmax_op.register_fake
+def _(q, k, rpb, kernel_h, kernel_w, dilation_h, dilation_w):
+    return q.new_empty((*q.shape[:4], kernel_h * kernel_w))
+
+
+def _qk_softmax_setup_context(ctx, inputs, output):
+    q, k, rpb, *window = inputs
+    ctx.window = window
+    ctx.has_rpb = rpb is not None
+    ctx.save_for_backward(q, k, rpb, output)
+
+
+def _qk_softmax_backward(ctx, dattn):
+    q, k, rpb, attn = ctx.saved_tensors
+    # The softmax's backward in float32 at least, then the logits' backward kernel.
+    compute = torch.promote_types(attn.dtype, torch.float32)
+    p, dp = attn.to(compute), dattn.to(compute)
+    dlogits = p * (dp - (p * dp).sum(-1, keepdim=True))
+    dq, dk, drpb = na2d_qk_backward_op(dlogits.to(q.dtype), q, k, rpb, *ctx.window)
+    return dq, dk, (drpb if ctx.has_rpb else None), None, None, None, None
+
+
+na2d_qk_softmax_op.register_autograd(_qk_softmax_backward, setup_context=_qk_softmax_setup_context)
+
+
 # --------------------------------------------------------------------------- na2d av
 
 

@@ -68,6 +68,20 @@ def na2d_qk_ref(
     return attn.reshape(B, n, H, W, kh * kw)
 
 
+def na2d_qk_softmax_ref(
+    q: Tensor,
+    k: Tensor,
+    kernel_size: tuple[int, int],
+    dilation: tuple[int, int] = (1, 1),
+    rpb: Tensor | None = None,
+) -> Tensor:
+    """Attention weights `(B, n, H, W, kh*kw)`: softmax of `na2d_qk_ref` over each window, logits and
+    softmax in float32 (float64 for float64 inputs), rounded once to `q`'s dtype."""
+    compute = torch.promote_types(q.dtype, torch.float32)
+    logits = na2d_qk_ref(q.to(compute), k.to(compute), kernel_size, dilation, rpb.to(compute) if rpb is not None else None)
+    return torch.softmax(logits, dim=-1).to(q.dtype)
+
+
 def na2d_av_ref(
     attn: Tensor,
     v: Tensor,
