@@ -149,8 +149,9 @@ def product_flops(shape: NA2DShape, products: int = 1) -> int:
 def make_attention_case(
     shape: NA2DShape, mode: str, backend: str, device: str = "cpu", dtype: torch.dtype = torch.float32
 ) -> Case:
-    """Neighbourhood attention as a network runs it: `na2d_qk` with the positional bias, softmax,
-    `na2d_av`; `mode` 'forward' or 'forward_backward' (gradients of q, k, v and the bias)."""
+    """Neighbourhood attention as the model runs it: `na2d_qk_softmax` (logits with the positional
+    bias and their softmax in one call), `na2d_av`; `mode` 'forward' or 'forward_backward'
+    (gradients of q, k, v and the bias)."""
     import a2mamba_ops
 
     if mode not in MODES:
@@ -165,7 +166,7 @@ def make_attention_case(
 
     def forward():
         with a2mamba_ops.use_backend(backend):
-            attn = a2mamba_ops.na2d_qk(q, k, rpb=rpb, **window).softmax(-1)
+            attn = a2mamba_ops.na2d_qk_softmax(q, k, rpb=rpb, **window)
             return a2mamba_ops.na2d_av(attn, v, **window)
 
     def forward_backward():

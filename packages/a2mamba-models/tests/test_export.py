@@ -47,10 +47,11 @@ class OpsOnly(nn.Module):
         self.delta_bias = nn.Parameter(torch.randn(6) * 0.1)
 
     def forward(self, q, k, v, u, delta, B):
-        attn = a2mamba_ops.na2d_qk(q, k, (3, 5), (2, 1), self.rpb).softmax(-1)
+        attn = a2mamba_ops.na2d_qk_softmax(q, k, (3, 5), (2, 1), self.rpb)
         out = a2mamba_ops.na2d_av(attn, v, (3, 5), (2, 1))
+        logits = a2mamba_ops.na2d_qk(q, k, (3, 5), (1, 2), self.rpb)
         h = a2mamba_ops.selective_scan_state(u, delta, self.A, B, self.delta_bias, True)
-        return out, h
+        return out, logits, h
 
 
 def _ops_inputs(batch: int):
@@ -79,7 +80,8 @@ def test_export_does_not_change_what_runs_eagerly_or_in_torch_export():
     """The ONNX decompositions apply to ONNX export only: torch.export keeps the native ops."""
     program = torch.export.export(OpsOnly().eval(), _ops_inputs(2))
     targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
-    assert {"a2mamba.na2d_qk.default", "a2mamba.na2d_av.default", "a2mamba.selective_scan_state.default"} <= targets
+    native = {"na2d_qk", "na2d_qk_softmax", "na2d_av", "selective_scan_state"}
+    assert {f"a2mamba.{name}.default" for name in native} <= targets
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from timm.layers import register_notrace_module
 from torch import Tensor, nn
 
-from a2mamba_ops import na2d_av, na2d_qk
+from a2mamba_ops import na2d_av, na2d_qk_softmax
 
 from .a2ssm import A2SSM
 from .geometry import branch_windows, crop_bias
@@ -118,9 +118,10 @@ class MASS(nn.Module):
         windows = branch_windows(H, W, self.window_size, self.window_dilation)
         bias = crop_bias(self.rpb[0], windows) if self.rpb is not None else None
         half = n // 2
-        attn1 = _softmax(na2d_qk(q[:, :half], k[:, :half], windows.kernel, windows.dilation1, bias), v)
+        # Logits and softmax in one call (in float32 at least, as _softmax), returned in v's dtype.
+        attn1 = na2d_qk_softmax(q[:, :half], k[:, :half], windows.kernel, windows.dilation1, bias).to(v.dtype)
         o1 = na2d_av(attn1, v[:, :half], windows.kernel, windows.dilation1)
-        attn2 = _softmax(na2d_qk(q[:, half:], k[:, half:], windows.kernel, windows.dilation2, bias), v)
+        attn2 = na2d_qk_softmax(q[:, half:], k[:, half:], windows.kernel, windows.dilation2, bias).to(v.dtype)
         o2 = na2d_av(attn2, o1 + v[:, half:], windows.kernel, windows.dilation2)
         o = torch.cat([o1, o2], dim=1)  # (B, heads, H, W, c)
 
