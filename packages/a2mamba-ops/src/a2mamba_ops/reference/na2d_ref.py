@@ -78,7 +78,8 @@ def na2d_qk_softmax_ref(
     """Attention weights `(B, n, H, W, kh*kw)`: softmax of `na2d_qk_ref` over each window, logits and
     softmax in float32 (float64 for float64 inputs), rounded once to `q`'s dtype."""
     compute = torch.promote_types(q.dtype, torch.float32)
-    logits = na2d_qk_ref(q.to(compute), k.to(compute), kernel_size, dilation, rpb.to(compute) if rpb is not None else None)
+    bias = rpb.to(compute) if rpb is not None else None
+    logits = na2d_qk_ref(q.to(compute), k.to(compute), kernel_size, dilation, bias)
     return torch.softmax(logits, dim=-1).to(q.dtype)
 
 
