@@ -211,10 +211,10 @@ def _qk_softmax_setup_context(ctx, inputs, output):
 
 def _qk_softmax_backward(ctx, dattn):
     q, k, rpb, attn = ctx.saved_tensors
-    # The softmax's backward in float32 at least, then the logits' backward kernel.
+    # The softmax's backward in float32 at least (PyTorch's own kernel: one pass, where the formula
+    # p * (dp - sum(p * dp)) in tensor ops makes four), then the logits' backward kernel.
     compute = torch.promote_types(attn.dtype, torch.float32)
-    p, dp = attn.to(compute), dattn.to(compute)
-    dlogits = p * (dp - (p * dp).sum(-1, keepdim=True))
+    dlogits = torch._softmax_backward_data(dattn.to(compute), attn.to(compute), -1, compute)
     dq, dk, drpb = na2d_qk_backward_op(dlogits.to(q.dtype), q, k, rpb, *ctx.window)
     return dq, dk, (drpb if ctx.has_rpb else None), None, None, None, None
 
