@@ -57,18 +57,18 @@ def install_torch(session: nox.Session) -> None:
     .nox/_torch/<python>, and each venv reads it through a .pth file, so pip in the venv sees it as
     installed and the venv's own packages still come first. `nox -s tests_ops` keeps a plain install.
     """
-    python = session.run("python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])", silent=True).strip()
+    python = session.run_install("python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])", silent=True).strip()
     layer = TORCH_LAYERS / f"py{python}-{'-'.join(TORCH).replace('==', '')}"
     if not (layer / ".complete").exists():
         partial = layer.with_name(layer.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        session.run("python", "-m", "pip", "install", "--quiet", "--target", str(partial), *TORCH)
+        session.run_install("python", "-m", "pip", "install", "--quiet", "--target", str(partial), *TORCH)
         (partial / ".complete").write_text("\n".join(TORCH) + "\n")
         shutil.rmtree(layer, ignore_errors=True)
         partial.rename(layer)
-    site = session.run("python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", silent=True)
+    site = session.run_install("python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", silent=True)
     (Path(site.strip()) / "a2mamba_shared_torch.pth").write_text(f"{layer}\n")
-    session.run("python", "-c", "import torch, torchvision; print('torch', torch.__version__, 'from', torch.__file__)")
+    session.run_install("python", "-c", "import torch, torchvision; print('torch', torch.__version__, 'from', torch.__file__)")
 
 
 # What decides the ops wheel besides its sources: a change to any of these builds a new one.
@@ -97,7 +97,7 @@ def ops_wheel_key(session: nox.Session, cuda: str) -> str:
         if path.name == "_build_manifest.json":  # written by the build itself
             continue
         digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
-    versions = session.run(
+    versions = session.run_install(
         "python", "-c", "import sys, torch; print(sys.version, torch.__version__)", silent=True
     ).strip()
     settings = [f"A2MAMBA_CUDA={cuda}", versions] + [f"{k}={os.environ.get(k, '')}" for k in OPS_BUILD_ENVIRONMENT]
@@ -107,7 +107,7 @@ def ops_wheel_key(session: nox.Session, cuda: str) -> str:
 
 def pip_wheel_ops(session: nox.Session, wheel_dir: Path, env: dict[str, str]) -> None:
     """Build the ops wheel into `wheel_dir` against the venv's torch (no build isolation, no second torch)."""
-    session.run("pip", "wheel", "--no-build-isolation", "--no-deps", "-w", str(wheel_dir), str(OPS), env=env)
+    session.run_install("pip", "wheel", "--no-build-isolation", "--no-deps", "-w", str(wheel_dir), str(OPS), env=env)
 
 
 def install_ops(session: nox.Session, *, cuda: str = "OFF") -> None:
