@@ -183,6 +183,23 @@ def test_na2d_windows_and_borders(backend, size, kernel, dilation, with_rpb):
     check_av(backend, weights.detach(), v, kernel, dilation, torch.float32)
 
 
+# Channel counts the kernels hold in registers in different shapes (whole vectors, or whole vectors
+# plus a half and/or a quarter vector, as A2Mamba's head dims 24 and 28 at 16 float lanes) and ones
+# they accumulate in memory (odd counts, more than eight vectors), for every variant's vector width.
+CHANNEL_COUNTS = [1, 3, 4, 6, 8, 12, 20, 24, 28, 32, 36, 44, 48, 60, 64, 68, 128, 132]
+
+
+@pytest.mark.parametrize("dim", CHANNEL_COUNTS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_na2d_every_channel_layout(backend, dim, dtype):
+    device = DEVICE[backend]
+    kernel, dilation = (3, 5), (2, 1)
+    inputs = na2d_inputs(device, dtype, 1, 2, 7, 9, dim, kernel)
+    weights = check_qk_softmax(backend, inputs, kernel, dilation, dtype)
+    v = torch.randn(inputs["q"].shape, device=device).to(dtype)
+    check_av(backend, weights.detach(), v, kernel, dilation, dtype)
+
+
 def _channels_last_like(batch, heads, H, W, dim, device):
     # Memory order (batch, H, W, heads, dim), viewed as (batch, heads, H, W, dim).
     return torch.randn(batch, H, W, heads, dim, device=device).permute(0, 3, 1, 2, 4)

@@ -243,20 +243,40 @@ void neighbourhood_dot(const Geometry& g, const T* x, const T* y, const T* rpb, 
   }
 }
 
-// Weighted sums of channel rows, out = sum_k w_k * y_k: kept in registers, kVecs vectors of channels ...
-template <typename T, int kVecs>
+// Weighted sums of channel rows, out = sum_k w_k * y_k: kept in registers as kVecs full vectors of
+// channels, then a half and a quarter vector when kHalf / kQuarter ...
+template <typename T, int kVecs, bool kHalf = false, bool kQuarter = false>
 struct ChannelSum {
+  // Only named when used: a quarter of an SSE vector is narrower than one double.
+  using Half = VecOfBytes<T, kHalf ? kVectorBytes / 2 : kVectorBytes>;
+  using Quarter = VecOfBytes<T, kQuarter ? kVectorBytes / 4 : kVectorBytes>;
+  static constexpr int kHalfAt = kVecs * kLanes<T>;
+  static constexpr int kQuarterAt = kHalfAt + (kHalf ? kLanes<T> / 2 : 0);
   T* out;
-  Vec<T> acc[kVecs] = {};
+  Vec<T> acc[kVecs > 0 ? kVecs : 1] = {};
+  Half half = {};
+  Quarter quarter = {};
   ChannelSum(T* out_, int64_t) : out(out_) {}
   inline void add(T w, const T* __restrict y) {
     for (int v = 0; v < kVecs; ++v) {
       acc[v] += w * load(y + v * kLanes<T>);
     }
+    if constexpr (kHalf) {
+      half += w * load_as<Half>(y + kHalfAt);
+    }
+    if constexpr (kQuarter) {
+      quarter += w * load_as<Quarter>(y + kQuarterAt);
+    }
   }
   inline void finish() const {
     for (int v = 0; v < kVecs; ++v) {
       store(out + v * kLanes<T>, acc[v]);
+    }
+    if constexpr (kHalf) {
+      store_from(out + kHalfAt, half);
+    }
+    if constexpr (kQuarter) {
+      store_from(out + kQuarterAt, quarter);
     }
   }
 };
@@ -317,30 +337,68 @@ void inverse_sum_with(const Geometry& g, const T* w, const T* x, T* out) {
   });
 }
 
-// Calls vectorised(std::integral_constant<int, n>) when the channels are n whole vectors with n one
-// of the register-resident widths, generic() otherwise.
+template <int n>
+using Int = std::integral_constant<int, n>;
+
+// Calls vectorised(full, half, quarter) (integral constants: ChannelSum's shape) when C channels are
+// full vectors plus at most a half and a quarter one, with up to four full vectors (or exactly
+// eight), generic() otherwise.
 template <typename T, typename Vectorised, typename Generic>
 void by_channel_vectors(int64_t C, const Vectorised& vectorised, const Generic& generic) {
-  switch (C % kLanes<T> == 0 ? C / kLanes<T> : 0) {
-    case 1: return vectorised(std::integral_constant<int, 1>{});
-    case 2: return vectorised(std::integral_constant<int, 2>{});
-    case 4: return vectorised(std::integral_constant<int, 4>{});
-    case 8: return vectorised(std::integral_constant<int, 8>{});
+  // Without quarter vectors (two doubles a vector) the rows are whole vectors or generic.
+  constexpr int64_t quarter = kLanes<T> % 4 == 0 ? kLanes<T> / 4 : kLanes<T>;
+  if (C % quarter != 0 || C > 8 * kLanes<T>) {
+    return generic();
+  }
+  const int64_t full = C / kLanes<T>, rest = (C % kLanes<T>) / quarter;
+  auto with_rest = [&](auto vecs) {
+    if constexpr (kLanes<T> % 4 != 0) {
+      return vectorised(vecs, Int<0>{}, Int<0>{});
+    } else {
+      switch (rest) {
+        case 0: return vectorised(vecs, Int<0>{}, Int<0>{});
+        case 1: return vectorised(vecs, Int<0>{}, Int<1>{});
+        case 2: return vectorised(vecs, Int<1>{}, Int<0>{});
+        default: return vectorised(vecs, Int<1>{}, Int<1>{});
+      }
+    }
+  };
+  switch (full) {
+    case 0: return with_rest(Int<0>{});
+    case 1: return with_rest(Int<1>{});
+    case 2: return with_rest(Int<2>{});
+    case 3: return with_rest(Int<3>{});
+    case 4: return with_rest(Int<4>{});
+    case 8:
+      if (rest == 0) {
+        return vectorised(Int<8>{}, Int<0>{}, Int<0>{});
+      }
+      return generic();
     default: return generic();
   }
 }
 
+// ChannelSum of the shape by_channel_vectors chose.
+template <typename T, typename Vecs, typename Half, typename Quarter>
+using ChannelSumOf = ChannelSum<T, Vecs::value, Half::value != 0, Quarter::value != 0>;
+
 template <typename T>
 void neighbourhood_sum(const Geometry& g, const T* w, const T* y, T* out) {
   by_channel_vectors<T>(
-      g.dim, [&](auto vecs) { neighbourhood_sum_with<T, ChannelSum<T, decltype(vecs)::value>>(g, w, y, out); },
+      g.dim,
+      [&](auto vecs, auto half, auto quarter) {
+        neighbourhood_sum_with<T, ChannelSumOf<T, decltype(vecs), decltype(half), decltype(quarter)>>(g, w, y, out);
+      },
       [&] { neighbourhood_sum_with<T, ChannelSumInMemory<T>>(g, w, y, out); });
 }
 
 template <typename T>
 void inverse_sum(const Geometry& g, const T* w, const T* x, T* out) {
   by_channel_vectors<T>(
-      g.dim, [&](auto vecs) { inverse_sum_with<T, ChannelSum<T, decltype(vecs)::value>>(g, w, x, out); },
+      g.dim,
+      [&](auto vecs, auto half, auto quarter) {
+        inverse_sum_with<T, ChannelSumOf<T, decltype(vecs), decltype(half), decltype(quarter)>>(g, w, x, out);
+      },
       [&] { inverse_sum_with<T, ChannelSumInMemory<T>>(g, w, x, out); });
 }
 

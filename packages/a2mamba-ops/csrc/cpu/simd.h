@@ -33,6 +33,16 @@ using Vec = typename SimdTraits<T>::type;
 template <typename T>
 constexpr int kLanes = kVectorBytes / sizeof(T);
 
+// Narrower vectors of the same elements (half and quarter of a full one): a channel row that is not
+// a whole number of full vectors (A2Mamba's head dims 24 and 28 at 16 float lanes) is held as full
+// vectors plus at most one half and one quarter vector, all in registers.
+template <typename T, int kBytes>
+struct NarrowSimd {
+  typedef T type __attribute__((vector_size(kBytes)));
+};
+template <typename T, int kBytes>
+using VecOfBytes = typename NarrowSimd<T, kBytes>::type;
+
 // Unaligned load and store (memcpy of a vector's size compiles to one move).
 template <typename T>
 inline Vec<T> load(const T* p) {
@@ -42,6 +52,16 @@ inline Vec<T> load(const T* p) {
 }
 template <typename T>
 inline void store(T* p, Vec<T> v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+template <typename V, typename T>
+inline V load_as(const T* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <typename T, typename V>
+inline void store_from(T* p, V v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
