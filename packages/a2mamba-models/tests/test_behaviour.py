@@ -97,6 +97,15 @@ def test_channels_last_input_gives_the_same_output(tiny):
         assert torch.allclose(tiny(x.contiguous(memory_format=torch.channels_last)), tiny(x), atol=1e-6, rtol=1e-5)
 
 
+def test_channels_last_weights_give_the_same_output():
+    model = timm.create_model("a2mamba_test").eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+        model = model.to(memory_format=torch.channels_last)
+        assert torch.allclose(model(x), expected, atol=1e-6, rtol=1e-5)
+
+
 def test_torch_compile_full_graph_matches_eager(tiny):
     """fullgraph=True: any graph break (in the model or in the ops' dispatch) is an error.
 

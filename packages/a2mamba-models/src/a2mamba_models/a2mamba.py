@@ -259,7 +259,10 @@ class A2Mamba(nn.Module):
     # ----------------------------------------------------------------- forward
 
     def _check_input(self, x: Tensor) -> Tensor:
-        return check_image(x, self.in_chans, self.patch_embed[0].weight)
+        # The activations run channels-last: the per-pixel LayerNorms and the attention read each pixel's
+        # channels contiguously, oneDNN's depthwise convolutions are faster so, and every convolution keeps
+        # the layout it is given. Stage outputs are therefore channels-last strided (NCHW shapes as ever).
+        return check_image(x, self.in_chans, self.patch_embed[0].weight).contiguous(memory_format=torch.channels_last)
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.patch_embed(self._check_input(x))

@@ -10,7 +10,7 @@ from timm.layers import DropPath
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .layers import ChannelAffine, ConvFFN, LayerNorm2d, RoPE2d
+from .layers import ChannelAffine, ConvFFN, LayerNorm2d, ResidualDepthwiseConv, RoPE2d
 from .mass import MASS
 
 
@@ -33,10 +33,11 @@ class Block(nn.Module):
         layer_init_value: float = 1.0,
     ):
         super().__init__()
-        self.cpe1 = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        # Conditional position encodings, x + depthwise 3x3 (x), each one convolution.
+        self.cpe1 = ResidualDepthwiseConv(dim, 3)
         self.norm1 = LayerNorm2d(dim)
         self.token_mixer = MASS(dim, num_heads, window_size, window_dilation, use_rpb, global_mode, image_size)
-        self.cpe2 = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.cpe2 = ResidualDepthwiseConv(dim, 3)
         self.norm2 = LayerNorm2d(dim)
         self.mlp = ConvFFN(dim, int(mlp_ratio * dim))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -50,14 +51,14 @@ class Block(nn.Module):
             self.layer_scale2 = nn.Identity()
 
     def forward(self, x: Tensor, sin: Tensor, cos: Tensor) -> Tensor:
-        x = x + self.cpe1(x)
+        x = self.cpe1(x)
         if self.resscale:
             x = self.layer_scale1(x) + self.drop_path(self.token_mixer(self.norm1(x), sin, cos))
-            x = x + self.cpe2(x)
+            x = self.cpe2(x)
             x = self.layer_scale2(x) + self.drop_path(self.mlp(self.norm2(x)))
         else:
             x = x + self.drop_path(self.layer_scale1(self.token_mixer(self.norm1(x), sin, cos)))
-            x = x + self.cpe2(x)
+            x = self.cpe2(x)
             x = x + self.drop_path(self.layer_scale2(self.mlp(self.norm2(x))))
         return x
 

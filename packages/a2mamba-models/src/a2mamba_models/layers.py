@@ -59,6 +59,25 @@ class ChannelAffine(nn.Module):
         return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
 
 
+class ResidualDepthwiseConv(nn.Conv2d):
+    """`x + depthwise_conv(x)` (odd kernel, "same" padding) as one convolution.
+
+    The identity is a 1 added to the centre tap of every filter, so the sum costs no pass of its own
+    over the map. Parameters are those of the plain `nn.Conv2d` (`weight`, `bias`), as the checkpoints
+    hold them; gradients are the same, since the added tap is a constant.
+    """
+
+    def __init__(self, channels: int, kernel_size: int):
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd (the identity is the centre tap), got {kernel_size}")
+        super().__init__(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        r = self.kernel_size[0] // 2
+        centre = F.pad(torch.ones_like(self.weight[:, :, :1, :1]), (r, r, r, r))
+        return self._conv_forward(x, self.weight + centre, self.bias)
+
+
 class ConvFFN(nn.Module):
     """fc1 (1x1) -> GELU -> x + depthwise 3x3 -> fc2 (1x1)."""
 
@@ -66,13 +85,11 @@ class ConvFFN(nn.Module):
         super().__init__()
         self.fc1 = nn.Conv2d(dim, hidden, 1)
         self.act = nn.GELU()
-        self.dwconv = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden)
+        self.dwconv = ResidualDepthwiseConv(hidden, 3)
         self.fc2 = nn.Conv2d(hidden, dim, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.act(self.fc1(x))
-        x = x + self.dwconv(x)
-        return self.fc2(x)
+        return self.fc2(self.dwconv(self.act(self.fc1(x))))
 
 
 def rope_angles(head_dim: int) -> Tensor:
@@ -104,22 +121,27 @@ class RoPE2d(nn.Module):
         return self
 
     def sin_cos(self, H: int, W: int) -> tuple[Tensor, Tensor]:
-        """`(sin, cos)`, each `(H, W, c)`, from the stored (float32-rounded) angles, at least float32."""
+        """`(sin, cos)` for `apply_rope`, each `(H, W, c)`, from the stored (float32-rounded) angles, at least
+        float32; `sin` carries the rotation's sign (negated on the first channel of every pair)."""
         angle = self.angle.to(island_dtype(self.angle.dtype))
         rows = torch.arange(H, device=angle.device, dtype=angle.dtype)[:, None] * angle
         cols = torch.arange(W, device=angle.device, dtype=angle.dtype)[:, None] * angle
         half = angle.shape[0]
         theta = torch.cat([rows[:, None, :].expand(H, W, half), cols[None, :, :].expand(H, W, half)], dim=-1)
-        return theta.sin(), theta.cos()
+        sign = torch.tensor([-1.0, 1.0], device=angle.device, dtype=angle.dtype).repeat(theta.shape[-1] // 2)
+        return theta.sin() * sign, theta.cos()
 
 
-def apply_rope(x: Tensor, sin: Tensor, cos: Tensor) -> Tensor:
-    """`x * cos + rot(x) * sin`, `rot` mapping each pair `(a, b)` to `(-b, a)`; `x` is `(..., H, W, c)`.
+def apply_rope(x: Tensor, sin: Tensor, cos: Tensor, scale: float = 1.0) -> Tensor:
+    """`(x * cos + rot(x) * sin) * scale`, `rot` mapping each pair `(a, b)` to `(-b, a)`; `x` is `(..., H, W, c)`
+    and `sin`, `cos` come from `RoPE2d.sin_cos` (the sign of `rot` lives in `sin`).
 
-    Computed in the dtype of `sin`/`cos` (at least float32) and returned in `x`'s dtype, so that
-    half-precision activations do not round the rotation itself.
+    Computed in the dtype of `sin`/`cos` (at least float32) and returned contiguous in `x`'s dtype, so that
+    half-precision activations do not round the rotation itself. One copy of `x` (which may be any strided
+    view) is rotated in place: the kernels that read the result want it contiguous anyway.
     """
-    xs = x.to(cos.dtype)
-    pairs = xs.unflatten(-1, (-1, 2))
-    rotated = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
-    return (xs * cos + rotated * sin).to(x.dtype)
+    if scale != 1.0:
+        sin, cos = sin * scale, cos * scale
+    rotated = x.to(cos.dtype, memory_format=torch.contiguous_format, copy=True)
+    swapped = rotated.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # (b, a) for every pair (a, b)
+    return rotated.mul_(cos).addcmul_(swapped, sin).to(x.dtype)

@@ -110,9 +110,10 @@ class MASS(nn.Module):
         gate = self.gate(x)
         qkv = self.qkv(x)
         lepe = self.lepe(qkv[:, 2 * C :])
-        # Channel m*C + i*c + j is element j of head i of q / k / v -> (3, B, heads, H, W, c).
-        q, k, v = qkv.reshape(B, 3, n, c, H, W).permute(1, 0, 2, 4, 5, 3).unbind(0)
-        q = apply_rope(q, sin, cos) * self.scale
+        # Channel m*C + i*c + j is element j of head i of q / k / v -> (3, B, heads, H, W, c): views, which
+        # in the channels-last layout the model runs in keep each head's channels contiguous.
+        q, k, v = qkv.permute(0, 2, 3, 1).unflatten(-1, (3, n, c)).permute(3, 0, 4, 1, 2, 5).unbind(0)
+        q = apply_rope(q, sin, cos, self.scale)
         k = apply_rope(k, sin, cos)
 
         windows = branch_windows(H, W, self.window_size, self.window_dilation)
