@@ -51,9 +51,11 @@ class A2SSM(nn.Module):
         L = H * W
         n = self.num_heads
         u = F.silu(self.conv2d(x)).reshape(B, C, L)
-        dbc = torch.einsum("rc,bcl->brl", self.x_proj_weight.to(u.dtype), u)
+        # Broadcast matmuls: (R + 2N, C) @ (B, C, L) and (C, R) @ (B, R, L) read and write (B, *, L) as it
+        # lies, where einsum would permute both operands into one large, thin product (over twice slower).
+        dbc = torch.matmul(self.x_proj_weight.to(u.dtype), u)
         dt, Bm, Cm = torch.split(dbc, [self.dt_rank, self.d_state, self.d_state], dim=1)
-        delta = torch.einsum("cr,brl->bcl", self.dt_projs_weight.to(u.dtype), dt)
+        delta = torch.matmul(self.dt_projs_weight.to(u.dtype), dt)
         A = -torch.exp(self.A_logs.to(island_dtype(self.A_logs.dtype)))
         # Contiguous inputs (the kernels copy to contiguous anyway): under torch.compile the gradients
         # the scan returns then have the layout its fake kernel promises.
@@ -70,6 +72,6 @@ class A2SSM(nn.Module):
             agg2 = na2d_av(attn2.to(dtype), heads[:, half:], windows.kernel, windows.dilation2)
             agg = torch.cat([agg1, agg2], dim=1).permute(0, 1, 4, 2, 3).reshape(B, n, C // n, L)
             fused = F.conv2d(agg, self.state_fusion.weight.to(dtype), self.state_fusion.bias.to(dtype))
-            y = fused.reshape(B, C, L) * Cm.to(dtype) + u.to(dtype) * self.Ds.to(dtype)[:, None]
+            y = torch.addcmul(u.to(dtype) * self.Ds.to(dtype)[:, None], fused.reshape(B, C, L), Cm.to(dtype))
         # Hand back in the parameters' precision: float32 under autocast, bfloat16 in a pure bfloat16 model.
         return y.reshape(B, C, H, W).to(torch.promote_types(x.dtype, self.Ds.dtype))
