@@ -57,7 +57,9 @@ def install_torch(session: nox.Session) -> None:
     .nox/_torch/<python>, and each venv reads it through a .pth file, so pip in the venv sees it as
     installed and the venv's own packages still come first. `nox -s tests_ops` keeps a plain install.
     """
-    python = session.run_install("python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])", silent=True).strip()
+    python = session.run_install(
+        "python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])", silent=True
+    ).strip()
     layer = TORCH_LAYERS / f"py{python}-{'-'.join(TORCH).replace('==', '')}"
     if not (layer / ".complete").exists():
         partial = layer.with_name(layer.name + ".partial")
@@ -68,7 +70,9 @@ def install_torch(session: nox.Session) -> None:
         partial.rename(layer)
     site = session.run_install("python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", silent=True)
     (Path(site.strip()) / "a2mamba_shared_torch.pth").write_text(f"{layer}\n")
-    session.run_install("python", "-c", "import torch, torchvision; print('torch', torch.__version__, 'from', torch.__file__)")
+    session.run_install(
+        "python", "-c", "import torch, torchvision; print('torch', torch.__version__, 'from', torch.__file__)"
+    )
 
 
 # What decides the ops wheel besides its sources: a change to any of these builds a new one.

@@ -82,6 +82,9 @@ def describe() -> dict:
 
         info["a2mamba_ops"] = a2mamba_ops.__version__
         info["backends"] = a2mamba_ops.available_backends()
+        # Which instruction-set variant of the CPU kernels ran (the CPU model name alone does not say).
+        capability = getattr(a2mamba_ops, "cpu_capability", None)
+        info["cpu_kernels"] = capability() if capability is not None and "cpu" in info["backends"] else None
     except ImportError:
         info["a2mamba_ops"] = None
     return info
@@ -93,6 +96,8 @@ def one_line(info: dict) -> str:
         f"{info.get('cpu_model')}, {info.get('cpu_cores')} cores ({info.get('torch_threads')} torch threads), "
         f"{info.get('memory_gib')} GiB, torch {info.get('torch')}, Python {info.get('python')}"
     )
+    if info.get("cpu_kernels"):
+        text += f", CPU kernels {info['cpu_kernels']}"
     if info.get("gpu"):
         text += f", GPU {info['gpu']}"
     return text

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 import timm
 import torch
-
-import pytest
 
 from a2mamba_models.layers import ResidualDepthwiseConv, RoPE2d, apply_rope, rope_angles
 
