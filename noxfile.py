@@ -8,6 +8,7 @@ nox -s cuda_emulation  the CUDA kernels' logic checked on the CPU against the re
 nox -s cuda_report     static report of the compiled CUDA kernels (registers, spills, occupancy; no GPU)
 nox -s bench       pytest-benchmark of the kernels, JSON + table under benchmarks/results/
 nox -s cpu_targets the CPU speed targets side by side in one run, JSON + table + plot under benchmarks/results/
+nox -s shared_cores  throughput with one core busy, per thread count and OpenMP wait policy, under benchmarks/results/
 nox -s export_check  ONNX export of the five variants checked in onnxruntime + a2mamba_n latency in both runtimes
 nox -s asv         asv quick suite on the current commit + HTML report (.asv/html)
 nox -s asv_history -- A..B   asv over a commit range, per-commit environments
@@ -353,6 +354,23 @@ def cpu_targets(session: nox.Session) -> None:
         "python",
         "-m",
         "benchmarks.tools.cpu_targets",
+        "--out",
+        str(ROOT / "benchmarks" / "results"),
+        *session.posargs,
+    )
+
+
+@nox.session(python="3.11")
+def shared_cores(session: nox.Session) -> None:
+    """a2mamba_n inference and attention with one core busy, per thread count and OpenMP wait policy, one run:
+    benchmarks/results/shared-cores-<machine>.json/.md. `-- --rounds N` / `-- --tiny` pass through."""
+    install_torch(session)
+    install_ops(session)
+    session.install(str(MODELS))
+    session.run(
+        "python",
+        "-m",
+        "benchmarks.tools.shared_cores",
         "--out",
         str(ROOT / "benchmarks" / "results"),
         *session.posargs,

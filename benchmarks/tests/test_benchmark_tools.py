@@ -22,6 +22,7 @@ from benchmarks.tools import (
     export_check,
     gpu_kernels,
     model_throughput,
+    shared_cores,
     summarize,
 )
 
@@ -331,3 +332,32 @@ def test_export_check_refuses_unknown_variants_and_odd_sizes(tmp_path, capsys):
         assert stop.value.code == 2
     err = capsys.readouterr().err
     assert "--variants must name published variants" in err and "--img-size must be a multiple of 32" in err
+
+
+def test_shared_cores_report_runs_every_setting_at_toy_sizes(tmp_path, monkeypatch):
+    monkeypatch.setenv("A2MAMBA_BENCH_MACHINE", "toy")
+    assert shared_cores.main(["--tiny", "--rounds", "1", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "shared-cores-toy.json").read_text())
+    settings = {(r["threads"], r["passive"], r["busy"]) for r in report["rows"]}
+    assert settings == {(t, p, b) for t in (1, 2) for p in (False, True) for b in (False, True)}
+    for row in report["rows"]:
+        for rate in (row["img_per_s"], row["attention_gflop_per_s"]):
+            assert len(rate["samples_s"]) == 1 and rate["low"] <= rate["median"] <= rate["high"]
+    text = (tmp_path / "shared-cores-toy.md").read_text()
+    assert "2 threads, PASSIVE, one core busy" in text and "| vs 2 threads quiet |" in text
+    with pytest.raises(SystemExit):
+        shared_cores.main(["--rounds", "0", "--out", str(tmp_path)])
+
+
+def test_busy_core_process_is_gone_after_the_block():
+    with shared_cores.busy_core(True):
+        spinning = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_spinner(p)]
+        assert spinning
+    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_spinner(p)]
+
+
+def _is_spinner(proc: Path) -> bool:
+    try:
+        return "sched_setaffinity" in (proc / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False

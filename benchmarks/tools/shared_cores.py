@@ -45,8 +45,9 @@ class Setting:
 
     @property
     def name(self) -> str:
+        threads = f"{self.threads} thread{'s' if self.threads > 1 else ''}"
         policy = "PASSIVE" if self.passive else "default wait"
-        return f"{self.threads} thread{'s' if self.threads > 1 else ''}, {policy}, {'one core busy' if self.busy else 'quiet'}"
+        return f"{threads}, {policy}, {'one core busy' if self.busy else 'quiet'}"
 
 
 SETTINGS = [Setting(t, p, b) for b in (False, True) for p in (False, True) for t in (1, 2)]
@@ -95,9 +96,7 @@ def run_worker(setting: Setting, tiny: bool) -> dict:
         env["OMP_WAIT_POLICY"] = "PASSIVE"
     command = [sys.executable, "-m", "benchmarks.tools.shared_cores", "--worker", "--threads", str(setting.threads)]
     with busy_core(setting.busy):
-        done = subprocess.run(
-            command + (["--tiny"] if tiny else []), cwd=ROOT, env=env, capture_output=True, text=True
-        )
+        done = subprocess.run(command + (["--tiny"] if tiny else []), cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"worker for {setting.name!r} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -154,7 +153,9 @@ def markdown(report: dict) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.tools.shared_cores", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.tools.shared_cores", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--out", type=Path, help="folder for shared-cores-<machine>.json/.md")
     parser.add_argument("--rounds", type=int, default=5, help="passes over all settings (default 5)")
     parser.add_argument("--tiny", action="store_true", help="toy sizes: checks the tool, measures nothing")
