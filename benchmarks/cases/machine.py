@@ -37,6 +37,14 @@ def label() -> str:
     return text
 
 
+def label_or_usage_error(parser) -> str:
+    """`label()` for a tool's command line: a bad `A2MAMBA_BENCH_MACHINE` is a usage error (exit 2)."""
+    try:
+        return label()
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
 def memory_bytes() -> int | None:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

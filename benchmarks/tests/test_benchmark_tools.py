@@ -349,6 +349,14 @@ def test_shared_cores_report_runs_every_setting_at_toy_sizes(tmp_path, monkeypat
         shared_cores.main(["--rounds", "0", "--out", str(tmp_path)])
 
 
+@pytest.mark.parametrize("tool", [cpu_targets, export_check, shared_cores], ids=lambda t: t.__name__.split(".")[-1])
+def test_a_bad_machine_label_is_a_usage_error(tool, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("A2MAMBA_BENCH_MACHINE", "my laptop/1")
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main(["--out", str(tmp_path)])
+    assert exit_info.value.code == 2 and "A2MAMBA_BENCH_MACHINE" in capsys.readouterr().err
+
+
 def test_busy_core_process_is_gone_after_the_block():
     with shared_cores.busy_core(True):
         spinning = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_spinner(p)]

@@ -225,10 +225,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
     if args.backend not in a2mamba_ops.available_backends():
         parser.error(f"--backend must be one of {a2mamba_ops.available_backends()}, got {args.backend!r}")
-    try:
-        args.label = machine.label()
-    except ValueError as exc:
-        parser.error(str(exc))
+    args.label = machine.label_or_usage_error(parser)
     return args
 
 

@@ -140,10 +140,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(
             f"--img-size must be a multiple of 32 (>= 32) and --rounds >= 0, got {args.img_size}, {args.rounds}"
         )
-    try:
-        args.label = machine.label()
-    except ValueError as exc:
-        parser.error(str(exc))
+    args.label = machine.label_or_usage_error(parser)
     return args
 
 

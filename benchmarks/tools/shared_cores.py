@@ -170,10 +170,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--rounds must be positive, got {args.rounds}")
     if not hasattr(os, "sched_setaffinity"):
         parser.error("needs os.sched_setaffinity (Linux) to pin the busy process")
-    try:
-        args.label = machine.label()
-    except ValueError as exc:
-        parser.error(str(exc))
+    args.label = machine.label_or_usage_error(parser)
     return args
 
 
