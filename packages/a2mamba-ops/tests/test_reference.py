@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -169,3 +173,20 @@ def test_scan_reference_is_stable_over_long_sequences():
     # The fast-decaying channel has forgotten everything but the last input.
     dt = F.softplus(torch.tensor(3.0))
     torch.testing.assert_close(h[0, 0, 0, -1], dt * B[0, 0, -1] * u[0, 0, -1], rtol=1e-3, atol=1e-4)
+
+
+def test_input_seeds_are_the_same_in_every_process():
+    # The seed must not depend on Python's per-process string-hash salt.
+    code = "import conftest; print(conftest.seed_for('tests/test_x.py::test_y[cpu]'))"
+    seeds = set()
+    for salt in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=Path(__file__).parent,
+            env={**os.environ, "PYTHONHASHSEED": salt},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        seeds.add(done.stdout.strip())
+    assert len(seeds) == 1
