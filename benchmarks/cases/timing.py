@@ -85,6 +85,10 @@ class Timing:
     def max(self) -> float:
         return max(self.samples)
 
+    def rate_quartiles(self, work: float) -> tuple[float, float]:
+        """The rates (work per second) at the upper and the lower time quartile: low, high."""
+        return work / self.q3, work / self.q1
+
     def as_dict(self) -> dict:
         return {
             "rounds": self.rounds,

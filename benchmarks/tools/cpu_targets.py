@@ -80,7 +80,7 @@ def measure(contenders: dict[str, Contender], rounds: int) -> tuple[list[dict], 
                 "name": name,
                 "unit": c.unit,
                 "rate": c.rate(t),
-                "rate_q1_q3": [c.work / t.q3, c.work / t.q1],
+                "rate_q1_q3": list(t.rate_quartiles(c.work)),
                 "timing": t.as_dict(),
             }
         )

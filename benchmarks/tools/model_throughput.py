@@ -47,7 +47,7 @@ def measure_model(name: str, setting: Setting, rounds: int, warmup: int, img_siz
             timing = measure(step, rounds=rounds, warmup=warmup, device=setting.device)
             row[kind] = {
                 "img_per_s": setting.batch / timing.median,
-                "img_per_s_q1_q3": [setting.batch / timing.q3, setting.batch / timing.q1],
+                "img_per_s_q1_q3": list(timing.rate_quartiles(setting.batch)),
                 "timing": timing.as_dict(),
                 "peak_cuda_mib": cuda_peak_mib(step) if setting.device == "cuda" else None,
             }

@@ -105,7 +105,8 @@ def run_worker(setting: Setting, tiny: bool) -> dict:
 def summarise(samples: list[float], work: float) -> dict:
     """Median rate and the rates at the time quartiles (a rate is work per second)."""
     timing = Timing.of(samples)
-    return {"median": work / timing.median, "low": work / timing.q3, "high": work / timing.q1, "samples_s": samples}
+    low, high = timing.rate_quartiles(work)
+    return {"median": work / timing.median, "low": low, "high": high, "samples_s": samples}
 
 
 def measure(rounds: int, tiny: bool) -> list[dict]:

@@ -273,10 +273,10 @@ struct ChannelSum {
       store(out + v * kLanes<T>, acc[v]);
     }
     if constexpr (kHalf) {
-      store_from(out + kHalfAt, half);
+      store(out + kHalfAt, half);
     }
     if constexpr (kQuarter) {
-      store_from(out + kQuarterAt, quarter);
+      store(out + kQuarterAt, quarter);
     }
   }
 };

@@ -17,51 +17,34 @@ constexpr int kVectorBytes = 32;
 constexpr int kVectorBytes = 16;
 #endif
 
-template <typename T>
-struct SimdTraits;
-template <>
-struct SimdTraits<float> {
-  typedef float type __attribute__((vector_size(kVectorBytes)));
-};
-template <>
-struct SimdTraits<double> {
-  typedef double type __attribute__((vector_size(kVectorBytes)));
-};
-
-template <typename T>
-using Vec = typename SimdTraits<T>::type;
-template <typename T>
-constexpr int kLanes = kVectorBytes / sizeof(T);
-
-// Narrower vectors of the same elements (half and quarter of a full one): a channel row that is not
-// a whole number of full vectors (A2Mamba's head dims 24 and 28 at 16 float lanes) is held as full
-// vectors plus at most one half and one quarter vector, all in registers.
+// A vector of kBytes of T (kVectorBytes: a full one of the variant; half and quarter ones hold the rest
+// of a channel row that is not a whole number of full vectors, as A2Mamba's head dims 24 and 28 at
+// 16 float lanes, in registers too).
 template <typename T, int kBytes>
-struct NarrowSimd {
+struct SimdOfBytes {
   typedef T type __attribute__((vector_size(kBytes)));
 };
 template <typename T, int kBytes>
-using VecOfBytes = typename NarrowSimd<T, kBytes>::type;
+using VecOfBytes = typename SimdOfBytes<T, kBytes>::type;
 
-// Unaligned load and store (memcpy of a vector's size compiles to one move).
 template <typename T>
-inline Vec<T> load(const T* p) {
-  Vec<T> v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
+using Vec = VecOfBytes<T, kVectorBytes>;
 template <typename T>
-inline void store(T* p, Vec<T> v) {
-  std::memcpy(p, &v, sizeof(v));
-}
+constexpr int kLanes = kVectorBytes / sizeof(T);
+
+// Unaligned loads and stores of any of these vectors (memcpy of a vector's size compiles to one move).
 template <typename V, typename T>
 inline V load_as(const T* p) {
   V v;
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
+template <typename T>
+inline Vec<T> load(const T* p) {
+  return load_as<Vec<T>>(p);
+}
 template <typename T, typename V>
-inline void store_from(T* p, V v) {
+inline void store(T* p, V v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
