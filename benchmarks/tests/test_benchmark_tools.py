@@ -7,6 +7,7 @@ import importlib.util
 import inspect
 import json
 import pkgutil
+import time
 from pathlib import Path
 
 import pytest
@@ -358,14 +359,10 @@ def test_a_bad_machine_label_is_a_usage_error(tool, tmp_path, monkeypatch, capsy
 
 
 def test_busy_core_process_is_gone_after_the_block():
-    with shared_cores.busy_core(True):
-        spinning = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_spinner(p)]
-        assert spinning
-    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_spinner(p)]
-
-
-def _is_spinner(proc: Path) -> bool:
-    try:
-        return "sched_setaffinity" in (proc / "cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return False
+    with shared_cores.busy_core(False) as nothing:
+        assert nothing is None
+    with shared_cores.busy_core(True) as spinner:
+        time.sleep(0.2)
+        assert spinner.poll() is None, "the busy process must still spin inside the block"
+        pid = spinner.pid
+    assert spinner.returncode is not None and not Path(f"/proc/{pid}").exists()

@@ -76,14 +76,14 @@ def worker(threads: int, tiny: bool) -> dict:
 
 
 @contextlib.contextmanager
-def busy_core(enabled: bool) -> Iterator[None]:
-    """A process spinning on the last CPU while the block runs (nothing when not enabled)."""
+def busy_core(enabled: bool) -> Iterator[subprocess.Popen | None]:
+    """A process spinning on the last CPU while the block runs (yielded; None when not enabled)."""
     if not enabled:
-        yield
+        yield None
         return
     spinner = subprocess.Popen([sys.executable, "-c", SPIN, str(max(os.sched_getaffinity(0)))])
     try:
-        yield
+        yield spinner
     finally:
         spinner.kill()
         spinner.wait()
