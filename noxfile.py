@@ -50,6 +50,13 @@ nox.options.reuse_existing_virtualenvs = True
 TORCH_LAYERS = ROOT / ".nox" / "_torch"
 
 
+def venv_python_output(session: nox.Session, code: str) -> str:
+    """What `python -c code` prints in the session's venv, in every nox mode: the install steps need
+    it, and nox skips session.run under --install-only and session.run_install under -R/--no-install."""
+    python = Path(session.bin) / "python"
+    return subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True).stdout.strip()
+
+
 def install_torch(session: nox.Session) -> None:
     """The pinned torch and torchvision, installed once per checkout and shared by the sessions' venvs.
 
@@ -58,9 +65,7 @@ def install_torch(session: nox.Session) -> None:
     .nox/_torch/<python>, and each venv reads it through a .pth file, so pip in the venv sees it as
     installed and the venv's own packages still come first. `nox -s tests_ops` keeps a plain install.
     """
-    python = session.run_install(
-        "python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])", silent=True
-    ).strip()
+    python = venv_python_output(session, "import sys; print('%d.%d' % sys.version_info[:2])")
     layer = TORCH_LAYERS / f"py{python}-{'-'.join(TORCH).replace('==', '')}"
     if not (layer / ".complete").exists():
         partial = layer.with_name(layer.name + ".partial")
@@ -69,8 +74,8 @@ def install_torch(session: nox.Session) -> None:
         (partial / ".complete").write_text("\n".join(TORCH) + "\n")
         shutil.rmtree(layer, ignore_errors=True)
         partial.rename(layer)
-    site = session.run_install("python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", silent=True)
-    (Path(site.strip()) / "a2mamba_shared_torch.pth").write_text(f"{layer}\n")
+    site = venv_python_output(session, "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    (Path(site) / "a2mamba_shared_torch.pth").write_text(f"{layer}\n")
     session.run_install(
         "python", "-c", "import torch, torchvision; print('torch', torch.__version__, 'from', torch.__file__)"
     )
@@ -102,9 +107,7 @@ def ops_wheel_key(session: nox.Session, cuda: str) -> str:
         if path.name == "_build_manifest.json":  # written by the build itself
             continue
         digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
-    versions = session.run_install(
-        "python", "-c", "import sys, torch; print(sys.version, torch.__version__)", silent=True
-    ).strip()
+    versions = venv_python_output(session, "import sys, torch; print(sys.version, torch.__version__)")
     settings = [f"A2MAMBA_CUDA={cuda}", versions] + [f"{k}={os.environ.get(k, '')}" for k in OPS_BUILD_ENVIRONMENT]
     digest.update("\n".join(settings).encode())
     return digest.hexdigest()[:20]
@@ -224,7 +227,11 @@ def build_cuda_wheel(session: nox.Session, nvcc: str, arch_list: str, wheel_dir:
             "SKBUILD_BUILD_DIR": str(build_dir),
         },
     )
-    return sorted(wheel_dir.glob("*.whl"))
+    wheels = sorted(wheel_dir.glob("*.whl"))
+    if not wheels:
+        # nox skips install steps under -R / --no-install, and building the wheel is one.
+        session.error("no CUDA wheel was built: run this session without -R / --no-install")
+    return wheels
 
 
 @nox.session(python="3.11")

@@ -207,6 +207,28 @@ def test_scan_grouped_db_in_both_reduction_modes(deterministic):
     _check_scan(2, 24, 2, 140, 2, torch.float32, what=f"deterministic={deterministic}", deterministic=deterministic)
 
 
+def _at_offset(t: Tensor) -> Tensor:
+    """The same values, contiguous, starting one element past a 16-byte boundary."""
+    flat = torch.empty(t.numel() + 1, dtype=t.dtype, device=t.device)[1:]
+    return flat.view(t.shape).copy_(t)
+
+
+def test_scan_at_unaligned_offsets_matches_aligned():
+    # Contiguous tensors with a storage offset must not be moved in 16-byte packs (a GPU faults on a
+    # misaligned vector access): every input of the forward and the backward, the caller's dh and h too.
+    inputs = _scan_inputs(2, 8, 1, 196, 1, torch.float32)
+    h = selective_scan_state(**inputs)
+    shifted = {k: (_at_offset(v) if k in ("u", "delta", "B") else v) for k, v in inputs.items()}
+    torch.testing.assert_close(selective_scan_state(**shifted), h, rtol=0, atol=0)
+    dh = torch.randn_like(h)
+    backward = torch.ops.a2mamba.selective_scan_state_backward
+    args = (inputs["u"], inputs["delta"], inputs["A"], inputs["B"], inputs["delta_bias"], True)
+    expected = backward(dh, *args, h)
+    got = backward(_at_offset(dh), *args, _at_offset(h))
+    for name, a, b in zip(("du", "ddelta", "dA", "dB", "ddelta_bias"), got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6, msg=f"{name} with dh and h at an offset")
+
+
 # ----------------------------------------------------------------------------- streams, graphs, devices
 
 

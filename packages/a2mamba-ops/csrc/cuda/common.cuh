@@ -55,7 +55,7 @@ __device__ __forceinline__ float log1p_unit(float y) {
   return 2.0f * s * (p * s2 + 1.0f);
 }
 
-// PyTorch's softplus (beta 1, threshold 20) and its derivative.
+// PyTorch's softplus (beta 1, threshold 20).
 template <typename S>
 __device__ __forceinline__ S softplus(S x) {
   return x > S(20) ? x : log1p_of(exp_of(x));
@@ -66,12 +66,22 @@ __device__ __forceinline__ float softplus<float>(float x) {
   const float smooth = fmaxf(x, 0.0f) + log1p_unit(exp_of(-fabsf(x)));
   return x > 20.0f ? x : smooth;
 }
-// The float version divides with __fdividef (about 2 ulp): an IEEE division
-// branches to a slow-path subroutine whose call needs a stack frame.
-__device__ __forceinline__ float softplus_grad(float x) {
-  return x > 20.0f ? 1.0f : __fdividef(1.0f, 1.0f + exp_of(-x));
+
+// softplus(x) and its slope sigmoid(x) (1 above the threshold, as PyTorch's backward has it).
+// The float version shares one e = exp(-|x|) between them: sigmoid(x) is 1 / (1 + e) for x >= 0 and
+// e / (1 + e) below, which also keeps its relative accuracy where sigmoid is tiny. It divides with
+// __fdividef (about 2 ulp): an IEEE division branches to a slow-path subroutine whose call needs a
+// stack frame.
+__device__ __forceinline__ void softplus_with_slope(float x, float& value, float& slope) {
+  const float e = exp_of(-fabsf(x));
+  const float r = __fdividef(1.0f, 1.0f + e);
+  value = x > 20.0f ? x : fmaxf(x, 0.0f) + log1p_unit(e);
+  slope = x > 20.0f ? 1.0f : (x >= 0.0f ? r : e * r);
 }
-__device__ __forceinline__ double softplus_grad(double x) { return x > 20.0 ? 1.0 : 1.0 / (1.0 + exp_of(-x)); }
+__device__ __forceinline__ void softplus_with_slope(double x, double& value, double& slope) {
+  value = softplus(x);
+  slope = x > 20.0 ? 1.0 : 1.0 / (1.0 + exp_of(-x));
+}
 
 template <typename S>
 __device__ __forceinline__ S warp_sum(S v) {
@@ -85,6 +95,23 @@ template <typename T>
 struct alignas(16) Pack16 {
   T v[16 / sizeof(T)];
 };
+
+// One 16-byte global access. A misaligned address faults on a GPU; the emulation stops with a message
+// instead (where a CPU would quietly read it).
+template <typename T>
+__device__ __forceinline__ Pack16<T> load_pack(const T* p) {
+#ifdef A2MAMBA_EMULATE_CUDA
+  emu::require_aligned(p, "16-byte load");
+#endif
+  return *reinterpret_cast<const Pack16<T>*>(p);
+}
+template <typename T>
+__device__ __forceinline__ void store_pack(T* p, const Pack16<T>& pack) {
+#ifdef A2MAMBA_EMULATE_CUDA
+  emu::require_aligned(p, "16-byte store");
+#endif
+  *reinterpret_cast<Pack16<T>*>(p) = pack;
+}
 
 template <typename T>
 __device__ __forceinline__ acc_t<T> load_acc(const T* p) {

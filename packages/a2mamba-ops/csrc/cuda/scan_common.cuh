@@ -1,11 +1,12 @@
 // Shared pieces of the selective-scan kernels.
 //
-// Work split: one warp walks one (batch, channel) row along L, 32 steps per
-// round (lane = step, so every load and store is coalesced whatever L is); the
-// recurrence h_t = a_t h_{t-1} + x_t is an associative composition of affine
-// maps, so each round is a 5-step shuffle scan and only the state at the
-// round's last lane is carried to the next round. A warp prefetches kRounds
-// rounds before computing, which keeps enough bytes in flight for HBM.
+// Work split: one warp walks one (batch, channel, state) row along L in rounds
+// of kScanFwdChunk steps, kScanItems consecutive steps per lane (so loads and
+// stores move 16-byte packs). The recurrence h_t = a_t h_{t-1} + x_t is an
+// associative composition of affine maps: each lane composes its steps in
+// registers, one 5-step shuffle scan per round combines the lanes, and only
+// the state after the round's last step is carried to the next round. Every
+// round but a row's last lies inside L and runs without bounds checks.
 #pragma once
 
 #include "common.cuh"
@@ -61,53 +62,65 @@ __device__ __forceinline__ void scan_affine_down(S& a, S& x, int lane) {
   }
 }
 
-// kScanItems consecutive values from p[t0...] as S; zero past L. With
-// `packed` (rows start on 16-byte boundaries and L is a multiple of every
-// pack) the packs inside L move as one 16-byte access each.
-template <typename T, typename S>
-__device__ __forceinline__ void load_items(const T* __restrict__ p, int t0, int L, bool packed, S (&v)[kScanItems]) {
-  constexpr int kPack = 16 / static_cast<int>(sizeof(T));
-  if constexpr (kScanItems % kPack == 0) {
-    if (packed) {
-#pragma unroll
-      for (int k = 0; k < kScanItems / kPack; ++k) {
-        const int t = t0 + k * kPack;
-        if (t + kPack <= L) {
-          const Pack16<T> pack = *reinterpret_cast<const Pack16<T>*>(p + t);
-#pragma unroll
-          for (int j = 0; j < kPack; ++j) v[k * kPack + j] = static_cast<S>(pack.v[j]);
-        } else {
-#pragma unroll
-          for (int j = 0; j < kPack; ++j) v[k * kPack + j] = S(0);
-        }
-      }
-      return;
-    }
-  }
-#pragma unroll
-  for (int i = 0; i < kScanItems; ++i) v[i] = t0 + i < L ? static_cast<S>(p[t0 + i]) : S(0);
-}
-
-template <typename T, typename S>
-__device__ __forceinline__ void store_items(T* __restrict__ p, int t0, int L, bool packed, const S (&v)[kScanItems]) {
+// kScanItems consecutive values from p[t0...] as S. kPacked (rows start on 16-byte boundaries and L
+// is a multiple of every pack): one 16-byte access per pack. kChecked: the round reaches past L (it
+// is a row's last), where zeros are loaded and nothing is stored; every other round runs unchecked.
+template <bool kPacked, bool kChecked, typename T, typename S>
+__device__ __forceinline__ void load_items(const T* __restrict__ p, int t0, int L, S (&v)[kScanItems]) {
   constexpr int kPack = 16 / static_cast<int>(sizeof(T));
   static_assert(kScanItems % kPack == 0, "a lane's items are whole packs");
-  if (packed) {
+  if constexpr (kPacked) {
 #pragma unroll
     for (int k = 0; k < kScanItems / kPack; ++k) {
       const int t = t0 + k * kPack;
-      if (t + kPack <= L) {
+      if (!kChecked || t + kPack <= L) {
+        const Pack16<T> pack = load_pack(p + t);
+#pragma unroll
+        for (int j = 0; j < kPack; ++j) v[k * kPack + j] = static_cast<S>(pack.v[j]);
+      } else {
+#pragma unroll
+        for (int j = 0; j < kPack; ++j) v[k * kPack + j] = S(0);
+      }
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kScanItems; ++i) v[i] = !kChecked || t0 + i < L ? static_cast<S>(p[t0 + i]) : S(0);
+  }
+}
+
+template <bool kPacked, bool kChecked, typename T, typename S>
+__device__ __forceinline__ void store_items(T* __restrict__ p, int t0, int L, const S (&v)[kScanItems]) {
+  constexpr int kPack = 16 / static_cast<int>(sizeof(T));
+  static_assert(kScanItems % kPack == 0, "a lane's items are whole packs");
+  if constexpr (kPacked) {
+#pragma unroll
+    for (int k = 0; k < kScanItems / kPack; ++k) {
+      const int t = t0 + k * kPack;
+      if (!kChecked || t + kPack <= L) {
         Pack16<T> pack;
 #pragma unroll
         for (int j = 0; j < kPack; ++j) pack.v[j] = static_cast<T>(v[k * kPack + j]);
-        *reinterpret_cast<Pack16<T>*>(p + t) = pack;
+        store_pack(p + t, pack);
       }
     }
-    return;
-  }
+  } else {
 #pragma unroll
-  for (int i = 0; i < kScanItems; ++i)
-    if (t0 + i < L) p[t0 + i] = static_cast<T>(v[i]);
+    for (int i = 0; i < kScanItems; ++i)
+      if (!kChecked || t0 + i < L) p[t0 + i] = static_cast<T>(v[i]);
+  }
+}
+
+// Runs body.template operator()<kPacked, kSoftplus>() with the run-time flags as constants, so that
+// each combination gets a hot loop without their branches.
+template <class Body>
+__device__ __forceinline__ void with_scan_flags(bool packed, bool softplus, Body&& body) {
+  if (packed) {
+    if (softplus) body.template operator()<true, true>();
+    else body.template operator()<true, false>();
+  } else {
+    if (softplus) body.template operator()<false, true>();
+    else body.template operator()<false, false>();
+  }
 }
 
 // Deterministic dB: partial rows per group, one per block that holds rows of
@@ -139,6 +152,9 @@ inline void check_scan_tensors(const at::Tensor& u, const at::Tensor& delta, con
               "selective_scan_state (cuda): L and batch * D must fit in 31 bits");
 }
 
+// Whether t's data starts on a 16-byte boundary (a contiguous tensor with a storage offset may not).
+inline bool starts_aligned(const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.const_data_ptr()) % 16 == 0; }
+
 template <typename T>
 ScanArgs<T> make_scan_args(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B,
                            const std::optional<at::Tensor>& delta_bias, bool delta_softplus) {
@@ -159,8 +175,7 @@ ScanArgs<T> make_scan_args(const at::Tensor& u, const at::Tensor& delta, const a
   // 8 elements of the widest pack (2-byte inputs) or of 4 (4-byte inputs, float states), and
   // the allocations are aligned.
   const int64_t pack_elems = 16 / std::min<int64_t>(u.element_size(), sizeof(S));
-  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  args.packed = args.L % pack_elems == 0 && aligned(args.u) && aligned(args.delta) && aligned(args.B);
+  args.packed = args.L % pack_elems == 0 && starts_aligned(u) && starts_aligned(delta) && starts_aligned(B);
   return args;
 }
 

@@ -86,7 +86,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> run_scan_
   if (u.numel() > 0 && N > 0) {
     A2MAMBA_DISPATCH_FLOATS(u.scalar_type(), "selective_scan_state_bwd", [&] {
       using S = acc_t<scalar_t>;
-      const auto args = make_scan_args<scalar_t>(u, delta, A, B, delta_bias, delta_softplus);
+      auto args = make_scan_args<scalar_t>(u, delta, A, B, delta_bias, delta_softplus);
+      // The backward also moves dh and h (the caller's) in packs.
+      args.packed = args.packed && starts_aligned(dh) && starts_aligned(h);
       ScanBwdArgs<scalar_t> out;
       out.dh = dh.const_data_ptr<S>();
       out.h = h.const_data_ptr<S>();

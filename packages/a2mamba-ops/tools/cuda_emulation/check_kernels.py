@@ -22,6 +22,8 @@ What runs:
 - a determinism check: the scan's dB, with 8 blocks adding to every element, run twice under
   different block orders: bitwise equal in deterministic mode, and (proof that the check can fail)
   different on the atomic path;
+- the scan with u, delta, B, dh and h at a storage offset (not 16-byte aligned): equal to the
+  aligned run, and no misaligned 16-byte access (which stops the emulation, as it faults a GPU);
 - the launch plans' shared-memory sizes against launch_plan.py (the static report's copy).
 - a kernel that shuffles in divergent code: the emulation must stop on it with a message (proof
   that a barrier some threads never reach is seen, not hung on).
@@ -256,6 +258,26 @@ def check_determinism(emu, report: Report) -> None:
     report.check("determinism: atomic dB matches deterministic dB", results[False, 1], results[True, 1], 1e-5)
 
 
+def at_offset(t):
+    """The same values, contiguous, starting one element past a 16-byte boundary."""
+    flat = torch.empty(t.numel() + 1, dtype=t.dtype)[1:]
+    return flat.view(t.shape).copy_(t)
+
+
+def check_unaligned_scan(emu, report: Report) -> None:
+    """Inputs, dh and h at a storage offset: the kernels must not move them in 16-byte packs
+    (the emulation stops the process on a misaligned pack, as a GPU would fault)."""
+    u, delta, A, B, bias = scan_inputs(2, 8, 1, 196, 1, True, True, torch.float32)
+    h = emu.scan_fwd(u, delta, A, B, bias, True)
+    h_shifted = emu.scan_fwd(at_offset(u), at_offset(delta), A, at_offset(B), bias, True)
+    report.require("scan forward with u, delta and B at an offset equals aligned", torch.equal(h_shifted, h))
+    grad_h = torch.randn(h.shape)
+    expected = emu.scan_bwd(grad_h, u, delta, A, B, bias, True, h, True)
+    got = emu.scan_bwd(at_offset(grad_h), u, delta, A, B, bias, True, at_offset(h), True)
+    for label, a, b in zip(("du", "ddelta", "dA", "dB", "ddelta_bias"), got, expected, strict=True):
+        report.check(f"scan backward {label} with dh and h at an offset", a, b, 1e-6)
+
+
 def check_deadlock_detection(build_dir: Path, report: Report) -> None:
     """A kernel with a shuffle in divergent code must stop the emulation with a message, not hang."""
     code = (
@@ -313,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         check_determinism(emu, report)
         check_na2d(emu, report, dtypes, args.quick, args.full)
         check_scan(emu, report, dtypes)
+        check_unaligned_scan(emu, report)
     done = time.monotonic()
     print(
         f"{report.checks} checks, {report.failures} failure(s); "

@@ -14,7 +14,8 @@
 // linker section (a2mamba_emu_smem) so that it can overwrite them all.
 // In bounds-check mode, dynamic shared memory is placed against an inaccessible guard page, at the
 // end of it for even blocks and at the start for odd ones: an access past either end (to 16-byte
-// granularity) stops the process with a message naming the block.
+// granularity) stops the process with a message naming the block; so does a misaligned 16-byte
+// global access (load_pack / store_pack), which a GPU would fault on.
 #pragma once
 #define A2MAMBA_EMULATE_CUDA 1
 #include <signal.h>
@@ -95,6 +96,15 @@ inline void on_fault(int, siginfo_t* info, void*) {
                               static_cast<long long>(current_block.load()));
   if (n > 0) (void)!write(2, message, static_cast<size_t>(n));
   _exit(3);
+}
+
+// A 16-byte vector access must be 16-byte aligned on a GPU (else the kernel faults).
+inline void require_aligned(const void* p, const char* what) {
+  if (reinterpret_cast<uintptr_t>(p) % 16 == 0) return;
+  std::fprintf(stderr, "emulation: misaligned %s at %p in block %lld\n", what, p,
+               static_cast<long long>(current_block.load()));
+  std::fflush(stderr);
+  _exit(4);
 }
 
 inline unsigned char* guarded_smem(size_t bytes, bool at_end) {
