@@ -154,7 +154,9 @@ def test_na2d_matches_reference_in_every_dtype(backend, dtype):
 
 # (H, W, kernel, dilation): odd sizes, every kernel 3..13, dilations 1..4 and per-axis pairs, maps
 # exactly kernel*dilation wide (every query's window then touches a border), and sizes where
-# length % dilation != 0 (dilation groups of unequal length).
+# length % dilation != 0 (dilation groups of unequal length). Kernels 15 and 19: windows taller
+# than the registers hold at once (the CPU logits then take two passes and a separate softmax) and
+# rows three vectors wide.
 WINDOWS = [
     ((13, 17), (3, 3), (1, 1)),
     ((13, 17), (5, 5), (2, 2)),
@@ -167,6 +169,8 @@ WINDOWS = [
     ((14, 21), (7, 7), (2, 3)),
     ((16, 12), (3, 3), (4, 4)),
     ((12, 19), (3, 9), (4, 2)),
+    ((17, 16), (15, 3), (1, 2)),
+    ((9, 40), (3, 19), (2, 2)),
 ]
 
 

@@ -17,32 +17,43 @@
 
 namespace a2mamba::cpu::A2MAMBA_CPU_VARIANT {
 
+// float -> int32 by truncation, for a float or lane-wise for a float vector (whose comparison
+// has the int32 vector type of the same width).
+inline int32_t to_int32(float v) { return static_cast<int32_t>(v); }
+template <typename V>
+inline auto to_int32(V v) -> decltype(v < v) {
+  return __builtin_convertvector(v, decltype(v < v));
+}
+
 // exp(x) by range reduction x = n ln2 + r, |r| <= ln2/2, and a degree-7 polynomial
 // for exp(r) (Cephes' expf coefficients); 2^n is built in the exponent bits, as
-// 2 * 2^(n-1) so that n = 128 (x up to ln(FLT_MAX)) still fits.
-inline float exp_approx(float x) {
+// 2 * 2^(n-1) so that n = 128 (x up to ln(FLT_MAX)) still fits. V is float or a vector of float
+// (simd.h): the same lines serve loops the compiler vectorises and values already in registers.
+template <typename V>
+inline V exp_approx(V x) {
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
   constexpr float kRound = 12582912.0f;           // 1.5 * 2^23: adding it rounds to an integer
   constexpr float kMin = -86.5f, kMax = 88.72f;   // exp(kMin) = 2.6e-38, exp(kMax) = 3.39e38
-  const float clamped = std::min(std::max(x, kMin), kMax);
-  const float n = (clamped * kLog2e + kRound) - kRound;
-  const float r = (clamped - n * kLn2Hi) - n * kLn2Lo;
-  float p = 1.9875691500e-4f;
+  const V zero{};
+  // std::min/max's rules (a NaN stays NaN), written as selects so that they apply lane-wise too.
+  const V raised = x < kMin ? zero + kMin : x;
+  const V clamped = kMax < raised ? zero + kMax : raised;
+  const V n = (clamped * kLog2e + kRound) - kRound;
+  const V r = (clamped - n * kLn2Hi) - n * kLn2Lo;
+  V p = zero + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const float half_scale = std::bit_cast<float>((static_cast<int32_t>(n) + 126) << 23);
-  const float result = (p * half_scale) * 2.0f;
+  const V half_scale = std::bit_cast<V>((to_int32(n) + 126) << 23);
+  const V result = (p * half_scale) * 2.0f;
   // Outside the clamp: 0 below (where expf is subnormal or 0), infinity above. Both tests are
   // evaluated unconditionally: GCC (with its default -ftrapping-math) vectorises selects, not branches.
-  const bool below = x < kMin;
-  const bool above = x > kMax;
-  const float bounded = above ? std::numeric_limits<float>::infinity() : result;
-  return below ? 0.0f : bounded;
+  const V bounded = x > kMax ? zero + std::numeric_limits<float>::infinity() : result;
+  return x < kMin ? zero : bounded;
 }
 
 // log1p(y) for y in [0, 1], as 2 atanh(y / (2 + y)): no cancellation for small y.

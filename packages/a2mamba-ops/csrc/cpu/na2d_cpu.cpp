@@ -14,6 +14,8 @@
 #include <ATen/ops/zeros.h>
 #include <ATen/Parallel.h>
 
+#include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/fast_math.h"
@@ -151,14 +153,73 @@ struct KeysByColumn {
   int64_t row_size = 0;
 };
 
-// kRows window rows of one query: acc[u] = bias[u] + sum_c x[c] * keys[u] + c * stride, kVecs vectors wide.
-template <typename T, int kRows, int kVecs>
-inline void window_rows(const T* __restrict x, int64_t C, const T* const* keys, int64_t stride,
-                        const T* const* bias, T* out, int64_t out_step) {
-  Vec<T> acc[kRows][kVecs];
+// exp of each lane (float: exp_approx on the whole vector; float64 keeps libm, as exp_fast does).
+template <typename T, typename V>
+inline V exp_lanes(V v) {
+  if constexpr (std::is_same_v<T, float>) {
+    return exp_approx(v);
+  } else {
+    for (size_t l = 0; l < sizeof(V) / sizeof(T); ++l) {
+      v[l] = exp_fast<T>(v[l]);
+    }
+    return v;
+  }
+}
+
+// softmax over a whole window held in registers: kRows rows of kVecs vectors, of which the first
+// kw lanes of each row are the window's (the rest belong to neighbouring columns and are left out).
+template <typename T, int kRows, int kVecs, typename V>
+inline void softmax_in_registers(V (&acc)[kRows][kVecs], int64_t kw) {
+  constexpr int kWidth = sizeof(V) / sizeof(T);
+  const V zero{};
+  V lane{};
+  for (int l = 0; l < kWidth; ++l) {
+    lane[l] = static_cast<T>(l);
+  }
+  const T lowest = -std::numeric_limits<T>::infinity();
+  V vmax = zero + lowest;
   for (int u = 0; u < kRows; ++u) {
     for (int v = 0; v < kVecs; ++v) {
-      acc[u][v] = load(bias[u] + v * kLanes<T>);
+      acc[u][v] = lane + static_cast<T>(v * kWidth) < static_cast<T>(kw) ? acc[u][v] : zero + lowest;
+      vmax = vmax < acc[u][v] ? acc[u][v] : vmax;
+    }
+  }
+  T max = vmax[0];
+  for (int l = 1; l < kWidth; ++l) {
+    max = std::max(max, vmax[l]);
+  }
+  V vsum = zero;
+  for (int u = 0; u < kRows; ++u) {
+    for (int v = 0; v < kVecs; ++v) {
+      acc[u][v] = exp_lanes<T>(acc[u][v] - max);  // exp(-inf) = 0 in the left-out lanes
+      vsum += acc[u][v];
+    }
+  }
+  T total = 0;
+  for (int l = 0; l < kWidth; ++l) {
+    total += vsum[l];
+  }
+  const T scale = T(1) / total;
+  for (int u = 0; u < kRows; ++u) {
+    for (int v = 0; v < kVecs; ++v) {
+      acc[u][v] *= scale;
+    }
+  }
+}
+
+// kRows window rows of one query: acc[u] = bias[u] + sum_c x[c] * keys[u] + c * stride, kVecs vectors
+// of kBytes wide, stored at out + u * kw (with `softmax`, the whole window: softmaxed first). Rows are
+// stored in increasing order, each over the spare lanes of the one before; the rows whose vectors
+// would reach past `room` elements (into the next query's logits) go through a local copy.
+template <typename T, int kRows, int kVecs, int kBytes>
+inline void window_rows(const T* __restrict x, int64_t C, const T* const* keys, int64_t stride,
+                        const T* const* bias, int64_t kw, bool softmax, T* out, int64_t room) {
+  using V = VecOfBytes<T, kBytes>;
+  constexpr int kWidth = kBytes / sizeof(T);
+  V acc[kRows][kVecs];
+  for (int u = 0; u < kRows; ++u) {
+    for (int v = 0; v < kVecs; ++v) {
+      acc[u][v] = load_as<V>(bias[u] + v * kWidth);
     }
   }
   for (int64_t c = 0; c < C; ++c) {
@@ -166,33 +227,58 @@ inline void window_rows(const T* __restrict x, int64_t C, const T* const* keys, 
     for (int u = 0; u < kRows; ++u) {
       const T* k = keys[u] + c * stride;
       for (int v = 0; v < kVecs; ++v) {
-        acc[u][v] += xc * load(k + v * kLanes<T>);
+        acc[u][v] += xc * load_as<V>(k + v * kWidth);
       }
     }
   }
-  // Rows are stored in increasing order, each over the spare lanes of the one before.
+  if (softmax) {
+    softmax_in_registers<T>(acc, kw);
+  }
+  T staged[(kRows + 1) * kVecs * kWidth];  // kw <= kVecs * kWidth
+  int staged_from = kRows;
   for (int u = 0; u < kRows; ++u) {
+    const bool fits = u * kw + kVecs * kWidth <= room;
+    staged_from = fits ? staged_from : std::min(staged_from, u);
+    T* row = fits ? out + u * kw : staged + (u - staged_from) * kw;
     for (int v = 0; v < kVecs; ++v) {
-      store(out + u * out_step + v * kLanes<T>, acc[u][v]);
+      store(row + v * kWidth, acc[u][v]);
     }
+  }
+  if (staged_from < kRows) {
+    std::copy_n(staged, (kRows - staged_from) * kw, out + staged_from * kw);
   }
 }
 
-template <typename T, int kVecs>
+// f(std::integral_constant<int, n>{}) for a run-time n in 1..kMax.
+template <int kMax, typename F>
+inline void with_count(int64_t n, const F& f) {
+  if constexpr (kMax > 1) {
+    if (n < kMax) return with_count<kMax - 1>(n, f);
+  }
+  f(std::integral_constant<int, kMax>{});
+}
+
+template <typename T, int kVecs, int kBytes = kVectorBytes>
 void neighbourhood_dot_by_rows(const Geometry& g, const T* x, const T* y, const T* rpb, bool softmax, T* out) {
+  constexpr int kWidth = kBytes / sizeof(T);
   const int64_t kh = g.rows.kernel, kw = g.cols.kernel, C = g.dim, W = g.W;
   const int64_t bias_w = 2 * kw - 1, bias_size = (2 * kh - 1) * bias_w;
-  const KeysByColumn<T> keys(g, y, kVecs * kLanes<T>);
+  const KeysByColumn<T> keys(g, y, kVecs * kWidth);
   const int64_t stride = keys.padded_w;
   // The accumulators start from the bias: full vectors read from a window row of the table run
   // past its kw entries (into lanes that are never stored), so the copy has a vector of zeros after it.
-  std::vector<T> bias_table(g.heads * bias_size + kVecs * kLanes<T>, T(0));
+  std::vector<T> bias_table(g.heads * bias_size + kVecs * kWidth, T(0));
   if (rpb != nullptr) {
     std::copy_n(rpb, g.heads * bias_size, bias_table.data());
   }
+  // Window rows in as few equal groups as the registers hold: each group is one pass over the
+  // channels with one accumulator chain per row and vector, and the chains must outnumber the
+  // multiply-add latency (a pass over 4 rows, as this was, left half the FMA throughput unused).
+  constexpr int kMaxRows = std::min(13, (kVectorRegisters - 3) / kVecs);
+  const int64_t groups = (kh + kMaxRows - 1) / kMaxRows;
+  const int64_t group_rows = (kh + groups - 1) / groups;
+  const bool softmax_whole_window = softmax && groups == 1;
   parallel_rows(g, [&](int64_t begin, int64_t end) {
-    // One query's logits, with room for the last row's spare lanes.
-    std::vector<T> logits(kh * kw + kVecs * kLanes<T>);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t bh = row / g.H, i = row % g.H;
       // Without a table every query starts from the zeros at its end.
@@ -203,30 +289,22 @@ void neighbourhood_dot_by_rows(const Geometry& g, const T* x, const T* y, const 
         const T* xq = x + (row * W + j) * C;
         const int64_t first = keys.position[g.cols.key_start[j]];
         const T* query_bias = head_bias + (rpb != nullptr ? g.cols.bias_start[j] : 0);
-        const T* rows_of_window[4];
-        const T* bias_of_window[4];
-        int64_t th = 0;
-        auto run = [&](auto rows) {
-          for (int u = 0; u < rows; ++u) {
+        T* o = out + (row * W + j) * g.slots();
+        const T* rows_of_window[kMaxRows];
+        const T* bias_of_window[kMaxRows];
+        for (int64_t th = 0; th < kh; th += group_rows) {
+          const int64_t rows = std::min(group_rows, kh - th);
+          for (int64_t u = 0; u < rows; ++u) {
             rows_of_window[u] = keys.row(bh * g.H + g.rows.key(i, th + u)) + first;
             bias_of_window[u] = query_bias + (th + u) * bias_step;
           }
-          window_rows<T, decltype(rows)::value, kVecs>(xq, C, rows_of_window, stride, bias_of_window,
-                                                       logits.data() + th * kw, kw);
-          th += rows;
-        };
-        while (kh - th >= 4) run(std::integral_constant<int, 4>{});
-        switch (kh - th) {
-          case 3: run(std::integral_constant<int, 3>{}); break;
-          case 2: run(std::integral_constant<int, 2>{}); break;
-          case 1: run(std::integral_constant<int, 1>{}); break;
-          default: break;
+          with_count<kMaxRows>(rows, [&](auto count) {
+            window_rows<T, decltype(count)::value, kVecs, kBytes>(xq, C, rows_of_window, stride, bias_of_window, kw,
+                                                                  softmax_whole_window, o + th * kw, (kh - th) * kw);
+          });
         }
-        T* o = out + (row * W + j) * g.slots();
-        if (softmax) {
-          softmax_of(logits.data(), g.slots(), o);
-        } else {
-          std::copy_n(logits.data(), g.slots(), o);
+        if (softmax && !softmax_whole_window) {
+          softmax_of(o, g.slots(), o);
         }
       }
     }
@@ -235,6 +313,13 @@ void neighbourhood_dot_by_rows(const Geometry& g, const T* x, const T* y, const 
 
 template <typename T>
 void neighbourhood_dot(const Geometry& g, const T* x, const T* y, const T* rpb, bool softmax, T* out) {
+  // A window row that fits half a vector is read as one: a full-width unaligned load (every
+  // query's window starts elsewhere) spans two cache lines and costs two loads.
+  if constexpr (kVectorBytes >= 32) {
+    if (g.cols.kernel * static_cast<int64_t>(sizeof(T)) <= kVectorBytes / 2) {
+      return neighbourhood_dot_by_rows<T, 1, kVectorBytes / 2>(g, x, y, rpb, softmax, out);
+    }
+  }
   switch ((g.cols.kernel + kLanes<T> - 1) / kLanes<T>) {
     case 1: return neighbourhood_dot_by_rows<T, 1>(g, x, y, rpb, softmax, out);
     case 2: return neighbourhood_dot_by_rows<T, 2>(g, x, y, rpb, softmax, out);

@@ -11,10 +11,13 @@ namespace a2mamba::cpu::A2MAMBA_CPU_VARIANT {
 
 #if defined(__AVX512F__)
 constexpr int kVectorBytes = 64;
+constexpr int kVectorRegisters = 32;
 #elif defined(__AVX__)
 constexpr int kVectorBytes = 32;
+constexpr int kVectorRegisters = 16;
 #else
 constexpr int kVectorBytes = 16;
+constexpr int kVectorRegisters = 16;
 #endif
 
 // A vector of kBytes of T (kVectorBytes: a full one of the variant; half and quarter ones hold the rest
