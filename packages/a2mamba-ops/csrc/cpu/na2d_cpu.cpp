@@ -16,6 +16,7 @@
 
 #include <limits>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "cpu/fast_math.h"
@@ -329,7 +330,9 @@ void neighbourhood_dot(const Geometry& g, const T* x, const T* y, const T* rpb, 
 }
 
 // Weighted sums of channel rows, out = sum_k w_k * y_k: kept in registers as kVecs full vectors of
-// channels, then a half and a quarter vector when kHalf / kQuarter ...
+// channels, then a half and a quarter vector when kHalf / kQuarter ... A row of terms (add_row) goes
+// round kChains sets of accumulators, so that at least four multiply-add chains are in flight: with
+// one, each term waits for the previous one's latency (at head dim 16, one vector per term).
 template <typename T, int kVecs, bool kHalf = false, bool kQuarter = false>
 struct ChannelSum {
   // Only named when used: a quarter of an SSE vector is narrower than one double.
@@ -337,31 +340,58 @@ struct ChannelSum {
   using Quarter = VecOfBytes<T, kQuarter ? kVectorBytes / 4 : kVectorBytes>;
   static constexpr int kHalfAt = kVecs * kLanes<T>;
   static constexpr int kQuarterAt = kHalfAt + (kHalf ? kLanes<T> / 2 : 0);
+  static constexpr int kVectorsPerTerm = std::max(kVecs + kHalf + kQuarter, 1);  // 0: no channels at all
+  static constexpr int kChains = kVectorsPerTerm >= 4 ? 1 : (4 + kVectorsPerTerm - 1) / kVectorsPerTerm;
   T* out;
-  Vec<T> acc[kVecs > 0 ? kVecs : 1] = {};
-  Half half = {};
-  Quarter quarter = {};
+  Vec<T> acc[kChains][kVecs > 0 ? kVecs : 1] = {};
+  Half half[kChains] = {};
+  Quarter quarter[kChains] = {};
   ChannelSum(T* out_, int64_t) : out(out_) {}
+  template <int kChain = 0>
   inline void add(T w, const T* __restrict y) {
     for (int v = 0; v < kVecs; ++v) {
-      acc[v] += w * load(y + v * kLanes<T>);
+      acc[kChain][v] += w * load(y + v * kLanes<T>);
     }
     if constexpr (kHalf) {
-      half += w * load_as<Half>(y + kHalfAt);
+      half[kChain] += w * load_as<Half>(y + kHalfAt);
     }
     if constexpr (kQuarter) {
-      quarter += w * load_as<Quarter>(y + kQuarterAt);
+      quarter[kChain] += w * load_as<Quarter>(y + kQuarterAt);
+    }
+  }
+  // n terms w[t] * y[t * step].
+  inline void add_row(const T* __restrict w, const T* __restrict y, int64_t step, int64_t n) {
+    int64_t t = 0;
+    for (; t + kChains <= n; t += kChains) {
+      [&]<int... kChain>(std::integer_sequence<int, kChain...>) {
+        (add<kChain>(w[t + kChain], y + (t + kChain) * step), ...);
+      }(std::make_integer_sequence<int, kChains>{});
+    }
+    for (; t < n; ++t) {
+      add(w[t], y + t * step);
     }
   }
   inline void finish() const {
     for (int v = 0; v < kVecs; ++v) {
-      store(out + v * kLanes<T>, acc[v]);
+      Vec<T> total = acc[0][v];
+      for (int c = 1; c < kChains; ++c) {
+        total += acc[c][v];
+      }
+      store(out + v * kLanes<T>, total);
     }
     if constexpr (kHalf) {
-      store(out + kHalfAt, half);
+      Half total = half[0];
+      for (int c = 1; c < kChains; ++c) {
+        total += half[c];
+      }
+      store(out + kHalfAt, total);
     }
     if constexpr (kQuarter) {
-      store(out + kQuarterAt, quarter);
+      Quarter total = quarter[0];
+      for (int c = 1; c < kChains; ++c) {
+        total += quarter[c];
+      }
+      store(out + kQuarterAt, total);
     }
   }
 };
@@ -373,6 +403,11 @@ struct ChannelSumInMemory {
   int64_t C;
   ChannelSumInMemory(T* out_, int64_t C_) : out(out_), C(C_) { std::fill(out, out + C, T(0)); }
   inline void add(T w, const T* __restrict y) { axpy(w, y, out, C); }
+  inline void add_row(const T* __restrict w, const T* __restrict y, int64_t step, int64_t n) {
+    for (int64_t t = 0; t < n; ++t) {
+      axpy(w[t], y + t * step, out, C);
+    }
+  }
   void finish() const {}
 };
 
@@ -389,10 +424,7 @@ void neighbourhood_sum_with(const Geometry& g, const T* w, const T* y, T* out) {
         const int64_t step = g.cols.dilation * C;
         Sum sum(out + (row * W + j) * C, C);
         for (int64_t th = 0; th < kh; ++th) {
-          const T* y_row = y_first + g.rows.key(i, th) * W * C;
-          for (int64_t tw = 0; tw < kw; ++tw) {
-            sum.add(wq[th * kw + tw], y_row + tw * step);
-          }
+          sum.add_row(wq + th * kw, y_first + g.rows.key(i, th) * W * C, step, kw);
         }
         sum.finish();
       }
