@@ -274,7 +274,7 @@ void neighbourhood_dot_by_rows(const Geometry& g, const T* x, const T* y, const 
   }
   // Window rows in as few equal groups as the registers hold: each group is one pass over the
   // channels with one accumulator chain per row and vector, and the chains must outnumber the
-  // multiply-add latency (a pass over 4 rows, as this was, left half the FMA throughput unused).
+  // multiply-add latency (a pass over only 4 rows leaves half the FMA throughput unused).
   constexpr int kMaxRows = std::min(13, (kVectorRegisters - 3) / kVecs);
   const int64_t groups = (kh + kMaxRows - 1) / kMaxRows;
   const int64_t group_rows = (kh + groups - 1) / groups;
