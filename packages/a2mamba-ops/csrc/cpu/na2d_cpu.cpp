@@ -15,6 +15,7 @@
 #include <ATen/Parallel.h>
 
 #include <limits>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -330,7 +331,7 @@ void neighbourhood_dot(const Geometry& g, const T* x, const T* y, const T* rpb, 
 }
 
 // Weighted sums of channel rows, out = sum_k w_k * y_k: kept in registers as kVecs full vectors of
-// channels, then a half and a quarter vector when kHalf / kQuarter ... A row of terms (add_row) goes
+// channels, then a half and a quarter vector when kHalf / kQuarter ... A run of terms (add_terms) goes
 // round kChains sets of accumulators, so that at least four multiply-add chains are in flight: with
 // one, each term waits for the previous one's latency (at head dim 16, one vector per term).
 template <typename T, int kVecs, bool kHalf = false, bool kQuarter = false>
@@ -359,16 +360,17 @@ struct ChannelSum {
       quarter[kChain] += w * load_as<Quarter>(y + kQuarterAt);
     }
   }
-  // n terms w[t] * y[t * step].
-  inline void add_row(const T* __restrict w, const T* __restrict y, int64_t step, int64_t n) {
+  // n terms: term(t) gives the t-th weight and channel row (as a std::pair).
+  template <typename Term>
+  inline void add_terms(int64_t n, const Term& term) {
     int64_t t = 0;
     for (; t + kChains <= n; t += kChains) {
       [&]<int... kChain>(std::integer_sequence<int, kChain...>) {
-        (add<kChain>(w[t + kChain], y + (t + kChain) * step), ...);
+        (std::apply([&](T w, const T* y) { add<kChain>(w, y); }, term(t + kChain)), ...);
       }(std::make_integer_sequence<int, kChains>{});
     }
     for (; t < n; ++t) {
-      add(w[t], y + t * step);
+      std::apply([&](T w, const T* y) { add(w, y); }, term(t));
     }
   }
   inline void finish() const {
@@ -403,9 +405,10 @@ struct ChannelSumInMemory {
   int64_t C;
   ChannelSumInMemory(T* out_, int64_t C_) : out(out_), C(C_) { std::fill(out, out + C, T(0)); }
   inline void add(T w, const T* __restrict y) { axpy(w, y, out, C); }
-  inline void add_row(const T* __restrict w, const T* __restrict y, int64_t step, int64_t n) {
+  template <typename Term>
+  inline void add_terms(int64_t n, const Term& term) {
     for (int64_t t = 0; t < n; ++t) {
-      axpy(w[t], y + t * step, out, C);
+      std::apply([&](T w, const T* y) { add(w, y); }, term(t));
     }
   }
   void finish() const {}
@@ -424,7 +427,9 @@ void neighbourhood_sum_with(const Geometry& g, const T* w, const T* y, T* out) {
         const int64_t step = g.cols.dilation * C;
         Sum sum(out + (row * W + j) * C, C);
         for (int64_t th = 0; th < kh; ++th) {
-          sum.add_row(wq + th * kw, y_first + g.rows.key(i, th) * W * C, step, kw);
+          const T* w_row = wq + th * kw;
+          const T* y_row = y_first + g.rows.key(i, th) * W * C;
+          sum.add_terms(kw, [&](int64_t tw) { return std::pair(w_row[tw], y_row + tw * step); });
         }
         sum.finish();
       }
@@ -443,10 +448,11 @@ void inverse_sum_with(const Geometry& g, const T* w, const T* x, T* out) {
         Sum sum(out + (row * W + b) * C, C);
         for (int64_t pr = g.rows.inverse_offset[a]; pr < g.rows.inverse_offset[a + 1]; ++pr) {
           const int64_t i = g.rows.inverse_query[pr], ti = g.rows.inverse_slot[pr];
-          for (int64_t pc = g.cols.inverse_offset[b]; pc < g.cols.inverse_offset[b + 1]; ++pc) {
-            const int64_t p = plane + i * W + g.cols.inverse_query[pc];
-            sum.add(w[p * g.slots() + ti * kw + g.cols.inverse_slot[pc]], x + p * C);
-          }
+          const int64_t first = g.cols.inverse_offset[b];
+          sum.add_terms(g.cols.inverse_offset[b + 1] - first, [&](int64_t t) {
+            const int64_t pc = first + t, p = plane + i * W + g.cols.inverse_query[pc];
+            return std::pair(w[p * g.slots() + ti * kw + g.cols.inverse_slot[pc]], x + p * C);
+          });
         }
         sum.finish();
       }
