@@ -187,6 +187,13 @@ def test_scan_long_sequence_16384():
     _check_scan(2, 8, 1, 16384, 1, torch.float32, what="L=16384")
 
 
+@pytest.mark.parametrize("N", [1, 3])
+def test_scan_with_few_rows_splits_length_into_segments(N):
+    # Batch 1 and a few channels: the forward walks L in segments, each from the state the ones
+    # before it leave; 3000 steps leave a partial last round.
+    _check_scan(1, 3, N, 3000, 1, torch.float32, what=f"few rows N={N}")
+
+
 def test_scan_without_softplus_and_bias():
     inputs = _scan_inputs(2, 8, 2, 150, 2, torch.float32, bias=False)
     inputs["delta"] = inputs["delta"].abs()

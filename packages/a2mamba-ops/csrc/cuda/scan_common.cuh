@@ -30,6 +30,10 @@ struct ScanArgs {
   int64_t rows;        // batch * D
   int D, N, L;
   int channels_per_group;  // D / G: row r reads B group row / channels_per_group
+  // Forward only: L is walked in `segments` pieces of segment_len steps (whole rounds), each by
+  // its own warp, when there are too few rows to fill the GPU (scan_fwd_segments).
+  int segments = 1;
+  int segment_len = 0;
 };
 
 // Inclusive scan, in lane order, of the affine maps h -> a*h + x:

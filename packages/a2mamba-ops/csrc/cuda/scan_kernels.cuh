@@ -7,15 +7,24 @@
 
 namespace a2mamba::cuda_detail {
 
+// What a stretch of forward steps does to the state: h_after = a * h_before + state (state: the
+// state after it when it starts from 0).
+template <typename S>
+struct ScanStretch {
+  S a;
+  S state;
+};
+
 // Forward round: steps [base, base + kScanFwdChunk) of one (row, state). Each lane composes its
 // steps' affine maps in registers, one shuffle scan combines the lanes' compositions, and each lane
-// then replays its steps from the state before its first one. Returns the state after the round.
+// then replays its steps from the state before its first one (kStore: and stores them). Returns the
+// state after the round (and, without kStore, the product of its a).
 // Steps past L (kChecked: the row's last round) come after every real one, so they cannot change a
 // stored state: only their loads and stores need guarding.
-template <bool kPacked, bool kSoftplus, bool kChecked, typename T, typename S>
-__device__ __forceinline__ S scan_fwd_round(const T* __restrict__ u, const T* __restrict__ delta,
-                                            const T* __restrict__ B, S* __restrict__ h_row, int base, int L,
-                                            int lane, S A, S bias, S carry) {
+template <bool kPacked, bool kSoftplus, bool kChecked, bool kStore, typename T, typename S>
+__device__ __forceinline__ ScanStretch<S> scan_fwd_round(const T* __restrict__ u, const T* __restrict__ delta,
+                                                         const T* __restrict__ B, S* __restrict__ h_row, int base,
+                                                         int L, int lane, S A, S bias, S carry) {
   const int t0 = base + lane * kScanItems;
   S u_v[kScanItems], a_v[kScanItems], x_v[kScanItems];
   load_items<kPacked, kChecked>(u, t0, L, u_v);
@@ -32,47 +41,122 @@ __device__ __forceinline__ S scan_fwd_round(const T* __restrict__ u, const T* __
     a_run *= a_v[i];
   }
   scan_affine_up(a_run, x_run, lane);  // now lanes 0..lane
-  S a_before = __shfl_up_sync(kFullMask, a_run, 1);
-  S x_before = __shfl_up_sync(kFullMask, x_run, 1);
-  if (lane == 0) a_before = S(1), x_before = S(0);
-  S state = a_before * carry + x_before;
+  ScanStretch<S> result{S(1), S(0)};
+  if constexpr (kStore) {
+    S a_before = __shfl_up_sync(kFullMask, a_run, 1);
+    S x_before = __shfl_up_sync(kFullMask, x_run, 1);
+    if (lane == 0) a_before = S(1), x_before = S(0);
+    S state = a_before * carry + x_before;
 #pragma unroll
-  for (int i = 0; i < kScanItems; ++i) {
-    state = a_v[i] * state + x_v[i];
-    u_v[i] = state;
+    for (int i = 0; i < kScanItems; ++i) {
+      state = a_v[i] * state + x_v[i];
+      u_v[i] = state;
+    }
+    store_items<kPacked, kChecked>(h_row, t0, L, u_v);
+  } else {
+    result.a = __shfl_sync(kFullMask, a_run, kWarpSize - 1);
   }
-  store_items<kPacked, kChecked>(h_row, t0, L, u_v);
-  return __shfl_sync(kFullMask, a_run * carry + x_run, kWarpSize - 1);
+  result.state = __shfl_sync(kFullMask, a_run * carry + x_run, kWarpSize - 1);
+  return result;
 }
 
-// Forward. A warp walks one row along L for each state in turn, in rounds (scan_fwd_round); the
-// run-time flags become constants of four copies of the walk (with_scan_flags).
+// Steps [begin, end) of one (row, state) from `carry`, in rounds; begin is a multiple of
+// kScanFwdChunk, and end is too unless it is L (then the last round is checked).
+template <bool kPacked, bool kSoftplus, bool kStore, typename T, typename S>
+__device__ __forceinline__ ScanStretch<S> scan_fwd_walk(const T* __restrict__ u, const T* __restrict__ delta,
+                                                        const T* __restrict__ B, S* __restrict__ h_row, int begin,
+                                                        int end, int L, int lane, S A, S bias, S carry) {
+  S a = S(1);
+  int base = begin;
+#pragma unroll 1  // one round per iteration: a round is already 8 steps per lane
+  for (; base + kScanFwdChunk <= end; base += kScanFwdChunk) {
+    const auto round = scan_fwd_round<kPacked, kSoftplus, false, kStore>(u, delta, B, h_row, base, L, lane, A, bias, carry);
+    carry = round.state;
+    a *= round.a;
+  }
+  if (base < end) {
+    const auto round = scan_fwd_round<kPacked, kSoftplus, true, kStore>(u, delta, B, h_row, base, L, lane, A, bias, carry);
+    carry = round.state;
+    a *= round.a;
+  }
+  return {a, carry};
+}
+
+// Which (row, segment) a forward warp walks, and what it reads.
+template <typename T>
+struct ScanFwdWarp {
+  int64_t row;
+  int segment, begin, end;  // steps [begin, end) of the row
+  int d;
+  int64_t group_row;  // b * G + g
+  acc_t<T> bias;
+
+  __device__ __forceinline__ static bool locate(const ScanArgs<T>& args, ScanFwdWarp& w) {
+    // Blocks of kScanFwdRows rows of one segment: the segment (and the loop bounds) follow from the
+    // block alone, which the compiler sees as uniform across each warp (it emits plain shuffles).
+    w.segment = static_cast<int>(blockIdx.x % static_cast<unsigned>(args.segments));
+    w.row = int64_t{blockIdx.x / static_cast<unsigned>(args.segments)} * kScanFwdRows + threadIdx.x / kWarpSize;
+    if (w.row >= args.rows) return false;
+    w.begin = w.segment * args.segment_len;
+    w.end = w.segment + 1 == args.segments ? args.L : w.begin + args.segment_len;
+    // 32-bit division (rows < 2^31): a 64-bit one is a subroutine call.
+    w.d = static_cast<int>(static_cast<unsigned>(w.row) % static_cast<unsigned>(args.D));
+    w.group_row = static_cast<unsigned>(w.row) / static_cast<unsigned>(args.channels_per_group);
+    w.bias = args.bias != nullptr ? args.bias[w.d] : acc_t<T>(0);
+    return true;
+  }
+};
+
+// Forward, first pass when L is split into segments: what each segment but the last does to the
+// state, summary[(row, state, segment)] = (a, state), for the segments after it.
 template <typename T>
 __global__ void __launch_bounds__(kScanFwdRows* kWarpSize)
-    scan_fwd_kernel(ScanArgs<T> args, acc_t<T>* __restrict__ h) {
+    scan_fwd_summary_kernel(ScanArgs<T> args, acc_t<T>* __restrict__ summary) {
   using S = acc_t<T>;
   const int lane = threadIdx.x % kWarpSize;
-  const int64_t row = int64_t{blockIdx.x} * kScanFwdRows + threadIdx.x / kWarpSize;
-  if (row >= args.rows) return;  // no block-wide synchronisation in this kernel
-  // 32-bit division (rows < 2^31): a 64-bit one is a subroutine call.
-  const int d = static_cast<int>(static_cast<unsigned>(row) % static_cast<unsigned>(args.D));
-  const int64_t group_row = static_cast<unsigned>(row) / static_cast<unsigned>(args.channels_per_group);  // b * G + g
+  ScanFwdWarp<T> w;
+  if (!ScanFwdWarp<T>::locate(args, w) || w.segment + 1 == args.segments) return;  // no block barriers here
   const int L = args.L;
-  const T* __restrict__ u = args.u + row * L;
-  const T* __restrict__ delta = args.delta + row * L;
-  const S bias = args.bias != nullptr ? args.bias[d] : S(0);
+  const T* __restrict__ u = args.u + w.row * L;
+  const T* __restrict__ delta = args.delta + w.row * L;
+  with_scan_flags(args.packed, args.softplus, [&]<bool kPacked, bool kSoftplus>() {
+    for (int n = 0; n < args.N; ++n) {
+      const S A = args.A[int64_t{w.d} * args.N + n];
+      const T* __restrict__ B = args.B + (w.group_row * args.N + n) * L;
+      const auto stretch = scan_fwd_walk<kPacked, kSoftplus, false>(u, delta, B, static_cast<S*>(nullptr), w.begin,
+                                                                    w.end, L, lane, A, w.bias, S(0));
+      if (lane == 0) {
+        S* out = summary + ((w.row * args.N + n) * args.segments + w.segment) * 2;
+        out[0] = stretch.a;
+        out[1] = stretch.state;
+      }
+    }
+  });
+}
+
+// Forward. A warp walks one row (or one segment of it) along L for each state in turn, in rounds
+// (scan_fwd_round), from the state the segments before it leave (their summaries); the run-time
+// flags become constants of four copies of the walk (with_scan_flags).
+template <typename T>
+__global__ void __launch_bounds__(kScanFwdRows* kWarpSize)
+    scan_fwd_kernel(ScanArgs<T> args, acc_t<T>* __restrict__ h, const acc_t<T>* __restrict__ summary) {
+  using S = acc_t<T>;
+  const int lane = threadIdx.x % kWarpSize;
+  ScanFwdWarp<T> w;
+  if (!ScanFwdWarp<T>::locate(args, w)) return;  // no block-wide synchronisation in this kernel
+  const int L = args.L;
+  const T* __restrict__ u = args.u + w.row * L;
+  const T* __restrict__ delta = args.delta + w.row * L;
 
   with_scan_flags(args.packed, args.softplus, [&]<bool kPacked, bool kSoftplus>() {
     for (int n = 0; n < args.N; ++n) {
-      const S A = args.A[int64_t{d} * args.N + n];
-      const T* __restrict__ B = args.B + (group_row * args.N + n) * L;
-      S* __restrict__ h_row = h + (row * args.N + n) * L;
+      const S A = args.A[int64_t{w.d} * args.N + n];
+      const T* __restrict__ B = args.B + (w.group_row * args.N + n) * L;
+      S* __restrict__ h_row = h + (w.row * args.N + n) * L;
       S carry = S(0);
-      int base = 0;
-      for (; base + kScanFwdChunk <= L; base += kScanFwdChunk) {
-        carry = scan_fwd_round<kPacked, kSoftplus, false>(u, delta, B, h_row, base, L, lane, A, bias, carry);
-      }
-      if (base < L) scan_fwd_round<kPacked, kSoftplus, true>(u, delta, B, h_row, base, L, lane, A, bias, carry);
+      const S* before = summary + (w.row * args.N + n) * args.segments * 2;
+      for (int s = 0; s < w.segment; ++s) carry = before[2 * s] * carry + before[2 * s + 1];
+      scan_fwd_walk<kPacked, kSoftplus, true>(u, delta, B, h_row, w.begin, w.end, L, lane, A, w.bias, carry);
     }
   });
 }

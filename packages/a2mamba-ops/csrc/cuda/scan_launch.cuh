@@ -8,9 +8,27 @@
 
 namespace a2mamba::cuda_detail {
 
+// Few rows (small batch, few channels) would leave most of a GPU idle, a warp each: L is then cut
+// into segments of whole rounds, at least kScanMinSegmentRounds long, until there are some
+// kScanTargetWarps warps. A first kernel sums up every segment but the last (what it does to the
+// state); the second starts each segment from the state the ones before it leave. Each segment but
+// the last is read twice.
+constexpr int64_t kScanTargetWarps = 4096;  // an H100/H200: 132 SMs of 64 warp slots, half full
+constexpr int64_t kScanMinSegmentRounds = 4;
+
+template <typename T>
+void choose_scan_fwd_segments(ScanArgs<T>& args) {
+  const int64_t rounds = ceil_div(args.L, kScanFwdChunk);
+  const int64_t wanted = std::min(ceil_div(kScanTargetWarps, std::max<int64_t>(args.rows, 1)),
+                                  std::max<int64_t>(rounds / kScanMinSegmentRounds, 1));
+  const int64_t segment_rounds = ceil_div(rounds, wanted);
+  args.segment_len = static_cast<int>(segment_rounds * kScanFwdChunk);
+  args.segments = static_cast<int>(ceil_div(rounds, segment_rounds));
+}
+
 template <typename T>
 LaunchPlan scan_fwd_plan(const ScanArgs<T>& args) {
-  return {ceil_div(args.rows, kScanFwdRows), kScanFwdRows * kWarpSize, 0};
+  return {ceil_div(args.rows, kScanFwdRows) * args.segments, kScanFwdRows * kWarpSize, 0};
 }
 
 template <typename T>
@@ -26,9 +44,17 @@ at::Tensor run_scan_fwd(const Launch& launch, const at::Tensor& u, const at::Ten
   at::Tensor h = at::empty({u.size(0), u.size(1), A.size(1), u.size(2)}, u.options().dtype(state));
   if (h.numel() == 0) return h;
   A2MAMBA_DISPATCH_FLOATS(u.scalar_type(), "selective_scan_state_fwd", [&] {
-    const auto args = make_scan_args<scalar_t>(u, delta, A, B, delta_bias, delta_softplus);
-    launch(scan_fwd_kernel<scalar_t>, scan_fwd_plan(args), "selective_scan_state_fwd", args,
-           h.mutable_data_ptr<acc_t<scalar_t>>());
+    using S = acc_t<scalar_t>;
+    auto args = make_scan_args<scalar_t>(u, delta, A, B, delta_bias, delta_softplus);
+    choose_scan_fwd_segments(args);
+    at::Tensor summary;  // (rows, N, segments, 2): what each segment does to the state
+    if (args.segments > 1) {
+      summary = at::empty({args.rows, args.N, args.segments, 2}, u.options().dtype(state));
+      launch(scan_fwd_summary_kernel<scalar_t>, scan_fwd_plan(args), "selective_scan_state_fwd (segments)", args,
+             summary.mutable_data_ptr<S>());
+    }
+    launch(scan_fwd_kernel<scalar_t>, scan_fwd_plan(args), "selective_scan_state_fwd", args, h.mutable_data_ptr<S>(),
+           args.segments > 1 ? summary.const_data_ptr<S>() : static_cast<const S*>(nullptr));
   });
   return h;
 }

@@ -66,7 +66,8 @@ SMALL_NA2D_CASES = [
     ((1, 2, 27, 26, 36), (13, 13), (2, 2)),
 ]
 # (batch, D, N, L, G, deterministic, bias, softplus): rows not a multiple of 8, several chunks,
-# A2Mamba's lengths (196, 784, 3136 = 98 * 32) and 16384, multiples of 32.
+# A2Mamba's lengths (196, 784, 3136 = 98 * 32) and 16384, multiples of 32; the few rows of the long
+# cases make the forward split L into segments (3136: 3, 16384: 16, 2501: 2).
 SCAN_CASES = [
     (2, 5, 1, 77, 1, False, True, True),
     (1, 12, 3, 300, 3, False, True, True),
@@ -79,6 +80,7 @@ SCAN_CASES = [
     (1, 6, 1, 3136, 1, False, True, True),
     (1, 4, 1, 3136, 2, True, True, True),
     (1, 3, 1, 16384, 1, False, True, True),
+    (1, 5, 2, 2501, 1, False, True, True),  # L in segments with N > 1, a partial last round, no packs
 ]
 # Low-precision dtypes run the scan cases up to this length (the long ones add nothing
 # dtype-specific and dominate the run time).

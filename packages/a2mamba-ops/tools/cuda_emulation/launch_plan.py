@@ -11,7 +11,7 @@ from __future__ import annotations
 import a2mamba_configs
 
 NA_THREADS = 256
-SCAN_THREADS = {"scan_fwd_kernel": 128, "scan_bwd_kernel": 256}
+SCAN_THREADS = {"scan_fwd_kernel": 128, "scan_fwd_summary_kernel": 128, "scan_bwd_kernel": 256}
 TILE = 8
 
 

@@ -38,20 +38,24 @@ import a2mamba_configs  # noqa: E402
 import launch_plan  # noqa: E402
 
 METRIC_DEFINITION = """\
-**Instructions per element (hot loop).** From the SASS of each kernel: every backward branch
-(`BRA` to a lower address) closes a loop spanning its target to the branch; a loop's *own body*
-is its instructions minus those of the loops nested in it (each instruction counted once, taken
-or not, `NOP` padding excluded). The *element* is one term of the op's sum, per thread:
+**Instructions per element (hot loop).** From the SASS of each kernel: the natural loops of its
+control flow (fall-through and branches). A branch to an instruction that dominates it (every path
+from the entry passes there first) closes a loop headed by its target, whose body is every
+instruction from which the branch is reached without passing the header: the compiler may place
+parts of a loop far from the rest, so a loop is not an address range. A
+loop's *own body* is its instructions minus those of the loops nested in it (each instruction
+counted once, taken or not, `NOP` padding excluded). The *element* is one term of the op's sum, per thread:
 
 - `na_*` kernels (logits, aggregate, scatter): one multiply-add `x * y` of a neighbour's channel,
   counted from the hot loop's FMA instructions (`FFMA`/`DFMA` = 1 element, `HFMA2`/`FFMA2` = 2,
   `HMMA` = its m*n*k / 32 per thread). The hot loop is the loop whose own body holds the most
   FMA elements.
 - `scan_*` kernels: one time step of one state, i.e. one `h_t = a_t h_(t-1) + x_t` update (forward)
-  or one adjoint step with its gradient terms (backward). The hot loop is the loop with the largest
-  own body (the walk along L; the dB reduction's short loop over warps is nested in it); the steps
-  one thread handles per iteration of it are a design constant of the kernel (column
-  `elements/iter`, from `SCAN_STEPS_PER_ITERATION`).
+  or one adjoint step with its gradient terms (backward). The hot loop is the largest (by own body)
+  of the innermost loops that read global memory: the walk along L, one round per iteration (the
+  loops over states and segments around it are not innermost; the backward's dB reduction, nested
+  in its walk, reads shared memory only). The steps one thread handles per iteration of it are a
+  design constant of the kernel (column `elements/iter`, from `SCAN_STEPS_PER_ITERATION`).
 
 Instructions per element = own-body instructions / elements per iteration. It counts issued
 thread-instructions, so it equals warp-instructions per 32 elements; it ignores latency, memory
@@ -66,7 +70,7 @@ A2Mamba configuration needs.
 
 # Steps of one (row, state) each thread advances per hot-loop iteration: kScanItems of
 # csrc/cuda/scan_common.cuh (the baseline report, before the rewrite, had 4: kScanRounds).
-SCAN_STEPS_PER_ITERATION = {"scan_fwd_kernel": 8, "scan_bwd_kernel": 8}
+SCAN_STEPS_PER_ITERATION = {"scan_fwd_kernel": 8, "scan_fwd_summary_kernel": 8, "scan_bwd_kernel": 8}
 FMA_ELEMENTS = {"FFMA": 1, "DFMA": 1, "HFMA2": 2, "FFMA2": 2}
 HMMA_ELEMENTS = {"16816": 16 * 8 * 16 // 32, "1688": 16 * 8 * 8 // 32}
 LOCAL_OPCODES = ("LDL", "STL")
@@ -159,26 +163,115 @@ def parse_sass(text: str) -> dict[tuple[str, str], list[tuple[int, str, str]]]:
     return out
 
 
-def loops_of(sass: list[tuple[int, str, str]]) -> list[tuple[int, int]]:
-    loops = []
-    for addr, opcode, body in sass:
-        if opcode.startswith("BRA") and (m := re.search(r"`?\(?\.?L?_?x?_?(0x[0-9a-f]+)", body.split(opcode, 1)[1])):
-            target = int(m.group(1), 16)
-            if target <= addr:
-                loops.append((target, addr))
-    return loops
+def _branch_target(opcode: str, body: str) -> int | None:
+    if not opcode.startswith("BRA"):
+        return None
+    m = re.search(r"`?\(?\.?L?_?x?_?(0x[0-9a-f]+)", body.split(opcode, 1)[1])
+    return int(m.group(1), 16) if m else None
 
 
-def own_bodies(sass, loops):
-    """Instructions of each loop that belong to no loop nested inside it."""
+def _successors(sass: list[tuple[int, str, str]]) -> list[list[int]]:
+    """Control-flow successors of each instruction (by index): fall-through and branch target."""
+    index = {addr: i for i, (addr, _, _) in enumerate(sass)}
+    succs: list[list[int]] = [[] for _ in sass]
+    for i, (_, opcode, body) in enumerate(sass):
+        guarded = body.startswith("@")
+        target = _branch_target(opcode, body)
+        if target is not None and target in index:
+            succs[i].append(index[target])
+        ends = (target is not None or opcode.startswith(("EXIT", "RET", "BRX", "JMX"))) and not guarded
+        if not ends and i + 1 < len(sass):
+            succs[i].append(i + 1)
+    return succs
+
+
+def _dominators(succs: list[list[int]]) -> list[int]:
+    """Immediate dominator of each instruction reachable from the entry (-1 elsewhere), by the
+    iterative algorithm of Cooper, Harvey and Kennedy over a reverse post-order."""
+    order, seen, stack = [], {0}, [(0, iter(succs[0]))]
+    while stack:  # depth-first post-order without recursion
+        node, children = stack[-1]
+        child = next(children, None)
+        if child is None:
+            order.append(node)
+            stack.pop()
+        elif child not in seen:
+            seen.add(child)
+            stack.append((child, iter(succs[child])))
+    order.reverse()
+    rank = {node: k for k, node in enumerate(order)}
+    preds: dict[int, list[int]] = {node: [] for node in order}
+    for node in order:
+        for child in succs[node]:
+            preds[child].append(node)
+    idom = [-1] * len(succs)
+    idom[0] = 0
+    changed = True
+    while changed:
+        changed = False
+        for node in order[1:]:
+            new = -1
+            for p in preds[node]:
+                if idom[p] == -1:
+                    continue
+                if new == -1:
+                    new = p
+                    continue
+                a, b = p, new
+                while a != b:
+                    while rank[a] > rank[b]:
+                        a = idom[a]
+                    while rank[b] > rank[a]:
+                        b = idom[b]
+                new = a
+            if idom[node] != new:
+                idom[node] = new
+                changed = True
+    return idom
+
+
+def loops_of(sass: list[tuple[int, str, str]]) -> dict[tuple[int, int], set[int]]:
+    """Natural loops: an edge from an instruction to one that dominates it (every path from the
+    kernel's entry passes the target first) closes a loop headed by the target, whose body is every
+    instruction from which the edge is reached without passing the header. Loops sharing a header
+    are one loop, keyed (header address, address of its last closing branch)."""
+    if not sass:
+        return {}
+    succs = _successors(sass)
+    idom = _dominators(succs)
+
+    def dominates(h: int, n: int) -> bool:
+        while n != h and idom[n] not in (-1, n):
+            n = idom[n]
+        return n == h
+
+    preds: list[list[int]] = [[] for _ in sass]
+    for i, children in enumerate(succs):
+        for child in children:
+            preds[child].append(i)
+    by_header: dict[int, tuple[int, set[int]]] = {}
+    for i, children in enumerate(succs):
+        for header in children:
+            if idom[i] == -1 or not dominates(header, i):
+                continue
+            members = {header, i}
+            stack = [i] if i != header else []
+            while stack:
+                for p in preds[stack.pop()]:
+                    if p not in members:
+                        members.add(p)
+                        stack.append(p)
+            last, known = by_header.get(header, (i, set()))
+            by_header[header] = (max(last, i), known | members)
+    return {(sass[h][0], sass[last][0]): members for h, (last, members) in by_header.items()}
+
+
+def own_bodies(sass, loops: dict[tuple[int, int], set[int]]):
+    """Instructions of each loop that belong to no loop nested inside it (NOP padding left out)."""
     bodies = {}
-    for loop in loops:
-        inner = [o for o in loops if o != loop and loop[0] <= o[0] and o[1] <= loop[1]]
-        bodies[loop] = [
-            ins
-            for ins in sass
-            if loop[0] <= ins[0] <= loop[1] and ins[1] != "NOP" and not any(o[0] <= ins[0] <= o[1] for o in inner)
-        ]
+    for loop, members in loops.items():
+        inner = set().union(*(m for o, m in loops.items() if o != loop and m < members))
+        bodies[loop] = [sass[i] for i in sorted(members - inner) if sass[i][1] != "NOP"]
     return bodies
 
 
@@ -217,13 +310,19 @@ def classify(body) -> dict[str, int]:
     return classes
 
 
+def innermost_reading_global(loops: dict[tuple[int, int], set[int]], bodies) -> list[tuple[int, int]]:
+    """The loops whose own body loads from global memory and that hold no such loop inside them."""
+    reading = [lp for lp in loops if any(op.startswith(("LDG", "LD.")) for _, op, _ in bodies[lp])]
+    return [lp for lp in reading if not any(o != lp and loops[o] < loops[lp] for o in reading)] or list(loops)
+
+
 def hot_loop(kernel: Kernel) -> dict | None:
     loops = loops_of(kernel.sass)
     if not loops:
         return None
     bodies = own_bodies(kernel.sass, loops)
     if kernel.base.startswith("scan_"):
-        loop = max(loops, key=lambda lp: len(bodies[lp]))
+        loop = max(innermost_reading_global(loops, bodies), key=lambda lp: len(bodies[lp]))
         elements = SCAN_STEPS_PER_ITERATION.get(kernel.base, 0)
     else:
         loop = max(loops, key=lambda lp: (fma_elements(bodies[lp]), -len(bodies[lp])))
