@@ -124,11 +124,14 @@ class MASS(nn.Module):
         o1 = na2d_av(attn1, v[:, :half], windows.kernel, windows.dilation1)
         attn2 = na2d_qk_softmax(q[:, half:], k[:, half:], windows.kernel, windows.dilation2, bias).to(v.dtype)
         o2 = na2d_av(attn2, o1 + v[:, half:], windows.kernel, windows.dilation2)
-        o = torch.cat([o1, o2], dim=1)  # (B, heads, H, W, c)
-
         if self.global_mode:
-            o = self._global_attention(q, k, o)
-        o = o.permute(0, 1, 4, 2, 3).reshape(B, C, H, W)
+            o = self._global_attention(q, k, torch.cat([o1, o2], dim=1))  # (B, heads, H, W, c)
+            o = o.permute(0, 2, 3, 1, 4)
+        else:
+            # The heads side by side in one pass, straight into the channels-last layout the convolutions
+            # of A2SSM and the norm after it read without a copy of their own.
+            o = torch.cat([o1.permute(0, 2, 3, 1, 4), o2.permute(0, 2, 3, 1, 4)], dim=3)  # (B, H, W, heads, c)
+        o = o.reshape(B, H, W, C).permute(0, 3, 1, 2)
         if self.ssm is not None:
             o = self.ssm(o, attn1, attn2, windows)
 
