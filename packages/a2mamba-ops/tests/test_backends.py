@@ -156,8 +156,13 @@ def test_na2d_matches_reference_in_every_dtype(backend, dtype):
 # exactly kernel*dilation wide (every query's window then touches a border), and sizes where
 # length % dilation != 0 (dilation groups of unequal length). Kernels 15 and 19: windows taller
 # than the registers hold at once (the CPU logits then take two passes and a separate softmax) and
-# rows three vectors wide.
+# rows three vectors wide. Blocks of queries that share one window (a border, a dilation group
+# barely longer than the kernel; the CPU logits take those together): a 13x13 window over a 13x13
+# map (one window for all, more slots than one pass holds in registers) and the second branch of
+# A2Mamba's first stage (56 rows, kernel 11, dilation 5: groups of 11 and 12).
 WINDOWS = [
+    ((13, 13), (13, 13), (1, 1)),
+    ((56, 23), (11, 11), (5, 2)),
     ((13, 17), (3, 3), (1, 1)),
     ((13, 17), (5, 5), (2, 2)),
     ((13, 17), (3, 5), (4, 3)),

@@ -65,7 +65,11 @@ void softmax_of(const T* x, int64_t n, T* out) {
     max = std::max(max, x[e]);
   }
   for (int64_t t = 0; t < n; ++t) {
-    out[t] = exp_fast<T>(x[t] - max);
+    if constexpr (std::is_same_v<T, float>) {
+      out[t] = exp_nonpositive(x[t] - max);
+    } else {
+      out[t] = exp_fast<T>(x[t] - max);
+    }
   }
   const T scale = T(1) / sum(out, n);
   for (int64_t t = 0; t < n; ++t) {
@@ -155,11 +159,12 @@ struct KeysByColumn {
   int64_t row_size = 0;
 };
 
-// exp of each lane (float: exp_approx on the whole vector; float64 keeps libm, as exp_fast does).
+// exp of each lane of a vector of values <= 0 (float: exp_nonpositive on the whole vector; float64
+// keeps libm, as exp_fast does).
 template <typename T, typename V>
 inline V exp_lanes(V v) {
   if constexpr (std::is_same_v<T, float>) {
-    return exp_approx(v);
+    return exp_nonpositive(v);
   } else {
     for (size_t l = 0; l < sizeof(V) / sizeof(T); ++l) {
       v[l] = exp_fast<T>(v[l]);
@@ -260,12 +265,212 @@ inline void with_count(int64_t n, const F& f) {
   f(std::integral_constant<int, kMax>{});
 }
 
+// ------------------------------------------------------------------- queries that share a window
+//
+// At a border, and wherever a dilation group is barely longer than the kernel, many queries read the
+// very same keys: along an axis, every query with the same key_start reads the same kernel keys (a
+// dilation-5 group of 11 columns with K = 11 has one window for all 11 queries). Such a block of
+// queries (one window of rows x one window of columns) is a small matrix product: its keys are packed
+// once, window slot by slot, into (C, slots) rows, and each query's logits are kNV full vectors of
+// slots, a broadcast query channel times a packed key vector, several queries sharing each key load.
+// The per-query path leaves lanes empty (a window row of 11 in 16 lanes) and loads keys once per
+// query; this path fills every lane and loads keys once per block.
+
+// Positions of an axis grouped by their window: class c holds positions order[offset[c] .. offset[c+1]).
+struct AxisClasses {
+  std::vector<int64_t> order, offset;
+  explicit AxisClasses(const AxisWindows& axis) {
+    std::vector<int64_t> count(axis.length + 1, 0);
+    for (int64_t p = 0; p < axis.length; ++p) {
+      ++count[axis.key_start[p] + 1];
+    }
+    offset.push_back(0);
+    for (int64_t s = 0; s < axis.length; ++s) {
+      if (count[s + 1] > 0) {
+        offset.push_back(offset.back() + count[s + 1]);
+      }
+    }
+    order.resize(axis.length);
+    std::vector<int64_t> fill(axis.length, -1);  // first slot in `order` of each key_start's class
+    for (int64_t s = 0, c = 0; s < axis.length; ++s) {
+      if (count[s + 1] > 0) {
+        fill[s] = offset[c++];
+      }
+    }
+    for (int64_t p = 0; p < axis.length; ++p) {
+      order[fill[axis.key_start[p]]++] = p;
+    }
+  }
+  int64_t count() const { return static_cast<int64_t>(offset.size()) - 1; }
+  int64_t size(int64_t c) const { return offset[c + 1] - offset[c]; }
+  const int64_t* positions(int64_t c) const { return order.data() + offset[c]; }
+};
+
+// Below this many queries a block goes query by query: packing its keys would cost more than it saves.
+constexpr int64_t kMinSharedQueries = 8;
+
+// Vectors of slots one pass holds in registers, and queries per pass for kNV of them: kQ * kNV
+// accumulators, kNV packed keys and kQ broadcast channels within the register file.
+constexpr int kMaxSharedVecs = kVectorRegisters >= 32 ? 8 : 4;
+template <int kNV>
+constexpr int kSharedQueries = std::clamp((kVectorRegisters - 6) / (kNV + 1), 1, 4);
+
+// kQ queries' logits over kNV vectors of packed slots: acc[m] = bias[m] + sum_c x[m][c] * keys[c],
+// stored at out[m] (the first n of them; with `softmax`, softmaxed over those n first).
+template <typename T, int kQ, int kNV>
+inline void shared_window_pass(const T* const* x, int64_t C, const T* __restrict keys, int64_t key_stride,
+                               const T* const* bias, int64_t n, bool softmax, T* const* out) {
+  using V = Vec<T>;
+  constexpr int L = kLanes<T>;
+  V acc[kQ][1][kNV];
+  for (int m = 0; m < kQ; ++m) {
+    for (int v = 0; v < kNV; ++v) {
+      acc[m][0][v] = load(bias[m] + v * L);
+    }
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    V k[kNV];
+    for (int v = 0; v < kNV; ++v) {
+      k[v] = load(keys + c * key_stride + v * L);
+    }
+    for (int m = 0; m < kQ; ++m) {
+      const T xc = x[m][c];
+      for (int v = 0; v < kNV; ++v) {
+        acc[m][0][v] += xc * k[v];
+      }
+    }
+  }
+  for (int m = 0; m < kQ; ++m) {
+    if (softmax) {
+      softmax_in_registers<T>(acc[m], n);
+    }
+    int v = 0;
+    for (; v < kNV && (v + 1) * L <= n; ++v) {
+      store(out[m] + v * L, acc[m][0][v]);
+    }
+    if (v < kNV && v * L < n) {  // the last, partial vector: only its first lanes are this query's
+      T staged[L];
+      store(staged, acc[m][0][v]);
+      std::copy_n(staged, n - v * L, out[m] + v * L);
+    }
+  }
+}
+
+// The logits of every query of a block of queries sharing one window, kNV vectors of slots a pass.
+template <typename T, int kNV>
+struct SharedWindowLogits {
+  const Geometry& g;
+  const KeysByColumn<T>& keys;
+  const T* x;
+  const T* rpb;  // may be null
+  bool softmax;
+  T* out;
+  int64_t n, padded;  // slots, and slots rounded up to whole passes of kNV vectors
+  std::vector<T> bias;  // packed: (heads, kh bias rows, kw bias columns, padded)
+
+  SharedWindowLogits(const Geometry& g_, const KeysByColumn<T>& keys_, const T* x_, const T* rpb_, bool softmax_,
+                     T* out_)
+      : g(g_), keys(keys_), x(x_), rpb(rpb_), softmax(softmax_), out(out_), n(g_.slots()) {
+    const int64_t kh = g.rows.kernel, kw = g.cols.kernel;
+    constexpr int64_t kPass = int64_t{kNV} * kLanes<T>;
+    padded = (n + kPass - 1) / kPass * kPass;
+    // A window's bias is the (kh, kw) block of the table at (bias_start row, bias_start col), both in
+    // [0, K-1]: packed once per start pair, a query's bias is then whole-vector loads.
+    const int64_t starts = rpb != nullptr ? g.heads * kh * kw : 1;
+    bias.assign(starts * padded, T(0));
+    if (rpb != nullptr) {
+      const int64_t bias_w = 2 * kw - 1, bias_size = (2 * kh - 1) * bias_w;
+      for (int64_t e = 0; e < starts; ++e) {
+        const int64_t head = e / (kh * kw), br = e / kw % kh, bc = e % kw;
+        const T* table = rpb + head * bias_size + br * bias_w + bc;
+        for (int64_t th = 0; th < kh; ++th) {
+          std::copy_n(table + th * bias_w, kw, bias.data() + e * padded + th * kw);
+        }
+      }
+    }
+  }
+
+  // (C, padded) plus the spill of pack's last vector store: kw rounded up to whole vectors.
+  int64_t packed_size() const { return g.dim * padded + (g.cols.kernel + kLanes<T> - 1) / kLanes<T> * kLanes<T>; }
+
+  const T* bias_of(int64_t bh, int64_t i, int64_t j) const {
+    if (rpb == nullptr) {
+      return bias.data();
+    }
+    const int64_t kh = g.rows.kernel, kw = g.cols.kernel;
+    return bias.data() + (((bh % g.heads) * kh + g.rows.bias_start[i]) * kw + g.cols.bias_start[j]) * padded;
+  }
+
+  // The (C, padded) packed keys of the window of query (i, j) of plane bh.
+  void pack(int64_t bh, int64_t i, int64_t j, T* packed) const {
+    const int64_t kh = g.rows.kernel, kw = g.cols.kernel, C = g.dim;
+    const int64_t first = keys.position[g.cols.key_start[j]];
+    // Window rows go in one after another as whole vectors, each over the spare lanes of the one
+    // before (the last one's spill lands in the padding, which the fill below resets): a call to
+    // memmove per kw elements cost more than the products of a block of six queries.
+    // Channel by channel, so that a spill into the next channel's row is written over after.
+    for (int64_t c = 0; c < C; ++c) {
+      for (int64_t th = 0; th < kh; ++th) {
+        const T* row = keys.row(bh * g.H + g.rows.key(i, th)) + first + c * keys.padded_w;
+        for (int64_t e = 0; e < kw; e += kLanes<T>) {
+          store(packed + c * padded + th * kw + e, load(row + e));
+        }
+      }
+    }
+    for (int64_t c = 0; c < C; ++c) {
+      std::fill(packed + c * padded + n, packed + (c + 1) * padded, T(0));
+    }
+  }
+
+  // The queries of `rows` x `cols` (positions that share one window), in passes of kQ queries over
+  // chunks of kNV vectors; `packed` holds packed_size() elements.
+  void block(int64_t bh, const int64_t* rows, int64_t nrows, const int64_t* cols, int64_t ncols, T* packed) const {
+    constexpr int kQ = kSharedQueries<kNV>;
+    constexpr int L = kLanes<T>;
+    pack(bh, rows[0], cols[0], packed);
+    const int64_t chunks = padded / (int64_t{kNV} * L);
+    const bool whole = chunks == 1;
+    const int64_t queries = nrows * ncols;
+    for (int64_t q0 = 0; q0 < queries; q0 += kQ) {
+      const T* xs[kQ];
+      const T* bs[kQ];
+      T* os[kQ];
+      for (int m = 0; m < kQ; ++m) {
+        // A short last pass repeats its last query: the same values written twice to the same place.
+        const int64_t q = std::min(q0 + m, queries - 1);
+        const int64_t i = rows[q / ncols], j = cols[q % ncols];
+        const int64_t p = (bh * g.H + i) * g.W + j;
+        xs[m] = x + p * g.dim;
+        bs[m] = bias_of(bh, i, j);
+        os[m] = out + p * n;
+      }
+      for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+        const int64_t from = chunk * kNV * L;
+        const T* cb[kQ];
+        T* co[kQ];
+        for (int m = 0; m < kQ; ++m) {
+          cb[m] = bs[m] + from;
+          co[m] = os[m] + from;
+        }
+        shared_window_pass<T, kQ, kNV>(xs, g.dim, packed + from, padded, cb, std::min(n - from, int64_t{kNV} * L),
+                                       softmax && whole, co);
+      }
+      if (softmax && !whole) {
+        for (int m = 0; m < kQ && q0 + m < queries; ++m) {
+          softmax_of(os[m], n, os[m]);
+        }
+      }
+    }
+  }
+};
+
 template <typename T, int kVecs, int kBytes = kVectorBytes>
 void neighbourhood_dot_by_rows(const Geometry& g, const T* x, const T* y, const T* rpb, bool softmax, T* out) {
   constexpr int kWidth = kBytes / sizeof(T);
   const int64_t kh = g.rows.kernel, kw = g.cols.kernel, C = g.dim, W = g.W;
   const int64_t bias_w = 2 * kw - 1, bias_size = (2 * kh - 1) * bias_w;
-  const KeysByColumn<T> keys(g, y, kVecs * kWidth);
+  // Padding for a vector read past any window: the per-query rows' kVecs of kBytes, pack's full vectors.
+  const KeysByColumn<T> keys(g, y, std::max<int64_t>(kVecs * kWidth, (kw + kLanes<T> - 1) / kLanes<T> * kLanes<T>));
   const int64_t stride = keys.padded_w;
   // The accumulators start from the bias: full vectors read from a window row of the table run
   // past its kw entries (into lanes that are never stored), so the copy has a vector of zeros after it.
@@ -280,36 +485,62 @@ void neighbourhood_dot_by_rows(const Geometry& g, const T* x, const T* y, const 
   const int64_t groups = (kh + kMaxRows - 1) / kMaxRows;
   const int64_t group_rows = (kh + groups - 1) / groups;
   const bool softmax_whole_window = softmax && groups == 1;
-  parallel_rows(g, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t bh = row / g.H, i = row % g.H;
-      // Without a table every query starts from the zeros at its end.
-      const T* head_bias = rpb != nullptr ? bias_table.data() + (bh % g.heads) * bias_size + g.rows.bias_start[i] * bias_w
-                                          : bias_table.data() + g.heads * bias_size;
-      const int64_t bias_step = rpb != nullptr ? bias_w : 0;
-      for (int64_t j = 0; j < W; ++j) {
-        const T* xq = x + (row * W + j) * C;
-        const int64_t first = keys.position[g.cols.key_start[j]];
-        const T* query_bias = head_bias + (rpb != nullptr ? g.cols.bias_start[j] : 0);
-        T* o = out + (row * W + j) * g.slots();
-        const T* rows_of_window[kMaxRows];
-        const T* bias_of_window[kMaxRows];
-        for (int64_t th = 0; th < kh; th += group_rows) {
-          const int64_t rows = std::min(group_rows, kh - th);
-          for (int64_t u = 0; u < rows; ++u) {
-            rows_of_window[u] = keys.row(bh * g.H + g.rows.key(i, th + u)) + first;
-            bias_of_window[u] = query_bias + (th + u) * bias_step;
-          }
-          with_count<kMaxRows>(rows, [&](auto count) {
-            window_rows<T, decltype(count)::value, kVecs, kBytes>(xq, C, rows_of_window, stride, bias_of_window, kw,
-                                                                  softmax_whole_window, o + th * kw, (kh - th) * kw);
-          });
-        }
-        if (softmax && !softmax_whole_window) {
-          softmax_of(o, g.slots(), o);
-        }
+  const int64_t bias_step = rpb != nullptr ? bias_w : 0;
+  auto one_query = [&](int64_t bh, int64_t i, int64_t j) {
+    // Without a table every query starts from the zeros at its end.
+    const T* head_bias = rpb != nullptr ? bias_table.data() + (bh % g.heads) * bias_size + g.rows.bias_start[i] * bias_w
+                                        : bias_table.data() + g.heads * bias_size;
+    const int64_t p = (bh * g.H + i) * W + j;
+    const T* xq = x + p * C;
+    const int64_t first = keys.position[g.cols.key_start[j]];
+    const T* query_bias = head_bias + (rpb != nullptr ? g.cols.bias_start[j] : 0);
+    T* o = out + p * g.slots();
+    const T* rows_of_window[kMaxRows];
+    const T* bias_of_window[kMaxRows];
+    for (int64_t th = 0; th < kh; th += group_rows) {
+      const int64_t rows = std::min(group_rows, kh - th);
+      for (int64_t u = 0; u < rows; ++u) {
+        rows_of_window[u] = keys.row(bh * g.H + g.rows.key(i, th + u)) + first;
+        bias_of_window[u] = query_bias + (th + u) * bias_step;
       }
+      with_count<kMaxRows>(rows, [&](auto count) {
+        window_rows<T, decltype(count)::value, kVecs, kBytes>(xq, C, rows_of_window, stride, bias_of_window, kw,
+                                                              softmax_whole_window, o + th * kw, (kh - th) * kw);
+      });
     }
+    if (softmax && !softmax_whole_window) {
+      softmax_of(o, g.slots(), o);
+    }
+  };
+  // Tasks are (plane, class of query rows): within one, each class of query columns is a block of
+  // queries with one window, taken together when it is large enough (SharedWindowLogits).
+  const AxisClasses row_classes(g.rows), col_classes(g.cols);
+  const int64_t vectors = (g.slots() + kLanes<T> - 1) / kLanes<T>;
+  with_count<kMaxSharedVecs>(std::min<int64_t>(vectors, kMaxSharedVecs), [&](auto nv) {
+    const SharedWindowLogits<T, decltype(nv)::value> shared(g, keys, x, rpb, softmax, out);
+    const int64_t per_task = g.H / row_classes.count() * W * g.slots() * C;
+    parallel_blocks(g.batch_heads * row_classes.count(), items_per_block(per_task), per_task,
+                    [&](int64_t begin, int64_t end) {
+                      std::vector<T> packed(shared.packed_size());
+                      for (int64_t task = begin; task < end; ++task) {
+                        const int64_t bh = task / row_classes.count(), ra = task % row_classes.count();
+                        const int64_t* rows = row_classes.positions(ra);
+                        const int64_t nrows = row_classes.size(ra);
+                        for (int64_t cb = 0; cb < col_classes.count(); ++cb) {
+                          const int64_t* cols = col_classes.positions(cb);
+                          const int64_t ncols = col_classes.size(cb);
+                          if (nrows * ncols >= kMinSharedQueries) {
+                            shared.block(bh, rows, nrows, cols, ncols, packed.data());
+                            continue;
+                          }
+                          for (int64_t a = 0; a < nrows; ++a) {
+                            for (int64_t b = 0; b < ncols; ++b) {
+                              one_query(bh, rows[a], cols[b]);
+                            }
+                          }
+                        }
+                      }
+                    });
   });
 }
 
