@@ -51,11 +51,13 @@ class A2SSM(nn.Module):
         L = H * W
         n = self.num_heads
         u = F.silu(self.conv2d(x)).reshape(B, C, L)
-        # Broadcast matmuls: (R + 2N, C) @ (B, C, L) and (C, R) @ (B, R, L) read and write (B, *, L) as it
-        # lies, where einsum would permute both operands into one large, thin product (over twice slower).
+        # u is channels-last, (B, C, L) with unit channel stride: matmul takes x_proj as one product over
+        # all pixels, (B*L, C) @ (C, R + 2N), reading u as it lies.
         dbc = torch.matmul(self.x_proj_weight.to(u.dtype), u)
         dt, Bm, Cm = torch.split(dbc, [self.dt_rank, self.d_state, self.d_state], dim=1)
-        delta = torch.matmul(self.dt_projs_weight.to(u.dtype), dt)
+        # bmm writes delta as (B, C, L), the layout the scan reads, from the strided dt; torch.matmul
+        # (folding the batch into one product) made a (B, C, L) copy on the way.
+        delta = torch.bmm(self.dt_projs_weight.to(u.dtype).expand(B, -1, -1), dt)
         A = -torch.exp(self.A_logs.to(island_dtype(self.A_logs.dtype)))
         # Contiguous inputs (the kernels copy to contiguous anyway): under torch.compile the gradients
         # the scan returns then have the layout its fake kernel promises.

@@ -113,18 +113,21 @@ class MASS(nn.Module):
         # Channel m*C + i*c + j is element j of head i of q / k / v -> (3, B, heads, H, W, c): views, which
         # in the channels-last layout the model runs in keep each head's channels contiguous.
         q, k, v = qkv.permute(0, 2, 3, 1).unflatten(-1, (3, n, c)).permute(3, 0, 4, 1, 2, 5).unbind(0)
-        q = apply_rope(q, sin, cos, self.scale)
-        k = apply_rope(k, sin, cos)
+        half = n // 2
+        # RoPE branch by branch: each call's copy is then the contiguous block of heads that branch's
+        # kernel reads (a slice of all heads would be copied again there).
+        q1, q2 = (apply_rope(part, sin, cos, self.scale) for part in (q[:, :half], q[:, half:]))
+        k1, k2 = (apply_rope(part, sin, cos) for part in (k[:, :half], k[:, half:]))
 
         windows = branch_windows(H, W, self.window_size, self.window_dilation)
         bias = crop_bias(self.rpb[0], windows) if self.rpb is not None else None
-        half = n // 2
         # Logits and softmax in one call (in float32 at least, as _softmax), returned in v's dtype.
-        attn1 = na2d_qk_softmax(q[:, :half], k[:, :half], windows.kernel, windows.dilation1, bias).to(v.dtype)
+        attn1 = na2d_qk_softmax(q1, k1, windows.kernel, windows.dilation1, bias).to(v.dtype)
         o1 = na2d_av(attn1, v[:, :half], windows.kernel, windows.dilation1)
-        attn2 = na2d_qk_softmax(q[:, half:], k[:, half:], windows.kernel, windows.dilation2, bias).to(v.dtype)
+        attn2 = na2d_qk_softmax(q2, k2, windows.kernel, windows.dilation2, bias).to(v.dtype)
         o2 = na2d_av(attn2, o1 + v[:, half:], windows.kernel, windows.dilation2)
         if self.global_mode:
+            q, k = torch.cat([q1, q2], dim=1), torch.cat([k1, k2], dim=1)
             o = self._global_attention(q, k, torch.cat([o1, o2], dim=1))  # (B, heads, H, W, c)
             o = o.permute(0, 2, 3, 1, 4)
         else:
