@@ -28,7 +28,15 @@ def _rotate_pairs(x):
     return torch.stack([-b, a], dim=-1).flatten(-2)
 
 
-def test_rope_is_the_rotation_of_every_pair_with_the_scale():
+@pytest.fixture(params=["complex", "real"])
+def rope_form(request, monkeypatch):
+    """Eager RoPE is a complex product; exported graphs (no complex tensors in ONNX) use real pairs."""
+    if request.param == "real":
+        monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
+    return request.param
+
+
+def test_rope_is_the_rotation_of_every_pair_with_the_scale(rope_form):
     torch.manual_seed(0)
     H, W, c = 5, 7, 8
     sin, cos = RoPE2d(c).double().sin_cos(H, W)
@@ -47,10 +55,18 @@ def test_rope_is_the_rotation_of_every_pair_with_the_scale():
     assert torch.equal(base, before), "the rotation must not write into the map it reads"
 
 
-def test_rope_gradient():
+def test_rope_gradient(rope_form):
     sin, cos = RoPE2d(8).double().sin_cos(3, 4)
     x = torch.randn(1, 2, 3, 4, 8, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: apply_rope(t, sin, cos, scale=0.5), (x,))
+
+
+def test_rope_of_half_precision_maps_rotates_in_float32(rope_form):
+    sin, cos = RoPE2d(8).sin_cos(3, 4)
+    x = torch.randn(2, 1, 3, 4, 8).to(torch.bfloat16)
+    out = apply_rope(x, sin, cos, scale=0.5)
+    assert out.dtype == torch.bfloat16 and out.is_contiguous()
+    torch.testing.assert_close(out, apply_rope(x.float(), sin, cos, scale=0.5).to(torch.bfloat16), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("kernel", [3, 5])
