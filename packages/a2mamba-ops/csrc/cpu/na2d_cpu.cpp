@@ -15,6 +15,7 @@
 #include <ATen/Parallel.h>
 
 #include <limits>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -521,7 +522,8 @@ void neighbourhood_dot_by_rows(const Geometry& g, const T* x, const T* y, const 
     const int64_t per_task = g.H / row_classes.count() * W * g.slots() * C;
     parallel_blocks(g.batch_heads * row_classes.count(), items_per_block(per_task), per_task,
                     [&](int64_t begin, int64_t end) {
-                      std::vector<T> packed(shared.packed_size());
+                      // Only tasks with a shared block need the packing buffer, and pack() writes all of it.
+                      std::unique_ptr<T[]> packed;
                       for (int64_t task = begin; task < end; ++task) {
                         const int64_t bh = task / row_classes.count(), ra = task % row_classes.count();
                         const int64_t* rows = row_classes.positions(ra);
@@ -530,7 +532,10 @@ void neighbourhood_dot_by_rows(const Geometry& g, const T* x, const T* y, const 
                           const int64_t* cols = col_classes.positions(cb);
                           const int64_t ncols = col_classes.size(cb);
                           if (nrows * ncols >= kMinSharedQueries) {
-                            shared.block(bh, rows, nrows, cols, ncols, packed.data());
+                            if (!packed) {
+                              packed.reset(new T[shared.packed_size()]);
+                            }
+                            shared.block(bh, rows, nrows, cols, ncols, packed.get());
                             continue;
                           }
                           for (int64_t a = 0; a < nrows; ++a) {
