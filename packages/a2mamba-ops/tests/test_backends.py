@@ -159,10 +159,17 @@ def test_na2d_matches_reference_in_every_dtype(backend, dtype):
 # rows three vectors wide. Blocks of queries that share one window (a border, a dilation group
 # barely longer than the kernel; the CPU logits take those together): a 13x13 window over a 13x13
 # map (one window for all, more slots than one pass holds in registers) and the second branch of
-# A2Mamba's first stage (56 rows, kernel 11, dilation 5: groups of 11 and 12).
+# A2Mamba's first stage (56 rows, kernel 11, dilation 5: groups of 11 and 12). Rows wide enough for
+# runs of interior queries (the CPU logits take those a vector of queries at a time, in float32):
+# kernel 11 as A2Mamba's stage 1, dilated groups, the widest window row a tile takes (15) and the
+# largest window (13x13).
 WINDOWS = [
     ((13, 13), (13, 13), (1, 1)),
     ((56, 23), (11, 11), (5, 2)),
+    ((12, 70), (11, 11), (1, 1)),
+    ((10, 64), (5, 5), (2, 2)),
+    ((8, 53), (3, 15), (2, 1)),
+    ((14, 60), (13, 13), (1, 1)),
     ((13, 17), (3, 3), (1, 1)),
     ((13, 17), (5, 5), (2, 2)),
     ((13, 17), (3, 5), (4, 3)),
@@ -207,6 +214,24 @@ def test_na2d_every_channel_layout(backend, dim, dtype):
     weights = check_qk_softmax(backend, inputs, kernel, dilation, dtype)
     v = torch.randn(inputs["q"].shape, device=device).to(dtype)
     check_av(backend, weights.detach(), v, kernel, dilation, dtype)
+
+
+@pytest.mark.parametrize("dim", [1, 3, 16, 24, 256, 257])
+def test_na2d_interior_tiles_every_channel_count(backend, dim):
+    """Interior queries of wide rows in vectors of queries: head dims up to the tile's 256 channels, and past it.
+
+    The logits and weights alone (what the tiles compute): at 256 channels the backward's float32
+    sums, which tiles do not touch, are past this file's fixed tolerance."""
+    device = DEVICE[backend]
+    kernel, dilation = (3, 7), (1, 2)
+    inputs = na2d_inputs(device, torch.float32, 1, 2, 4, 48, dim, kernel)
+    reference = {name: t.double() for name, t in inputs.items()}
+    logits = na2d_qk_ref(reference["q"], reference["k"], kernel, dilation, reference["rpb"])
+    with use_backend(backend):
+        got_logits = na2d_qk(inputs["q"], inputs["k"], kernel, dilation, inputs["rpb"])
+        got_weights = na2d_qk_softmax(inputs["q"], inputs["k"], kernel, dilation, inputs["rpb"])
+    assert_matches(got_logits, logits, torch.float32, "logits")
+    assert_matches(got_weights, logits.softmax(-1), torch.float32, "weights")
 
 
 def _channels_last_like(batch, heads, H, W, dim, device):

@@ -59,8 +59,9 @@ inline V exp_approx(V x) {
 // exp(x) for x <= 0, -infinity included: softmax's exp(logit - max). Nothing can overflow, and from
 // kMin down the result is 0 (where expf is subnormal), so 2^n is built directly and only the lower
 // clamp is kept: four fewer operations a vector than exp_approx, in the softmax's innermost loop.
+// Always inlined: out of line, each call passes its vector through memory (seen: 6 % of the logits' time).
 template <typename V>
-inline V exp_nonpositive(V x) {
+[[gnu::always_inline]] inline V exp_nonpositive(V x) {
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
   constexpr float kRound = 12582912.0f;

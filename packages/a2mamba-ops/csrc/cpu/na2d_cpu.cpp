@@ -14,6 +14,7 @@
 #include <ATen/ops/zeros.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <limits>
 #include <memory>
 #include <tuple>
@@ -118,6 +119,18 @@ void neighbourhood_dot_generic(const Geometry& g, const T* x, const T* y, const 
 // row are then one or two vector multiply-adds per channel (a broadcast query channel times kw
 // consecutive keys), with no horizontal sums, and the query's channel is reused by several rows.
 
+// Each column's position when the columns of each dilation group are side by side, groups in order.
+inline std::vector<int64_t> positions_by_group(const Geometry& g) {
+  std::vector<int64_t> position(g.W);
+  int64_t next = 0;
+  for (int64_t group = 0; group < g.cols.dilation; ++group) {
+    for (int64_t col = group; col < g.W; col += g.cols.dilation) {
+      position[col] = next++;
+    }
+  }
+  return position;
+}
+
 // Keys by column: y (bh, H, W, C) as (bh, H, C, padded_w) with column col at
 // group_start[col % d] + col / d, and padding so that a full vector read past a window stays inside.
 template <typename T>
@@ -126,14 +139,9 @@ struct KeysByColumn {
   std::vector<int64_t> position;  // of each column
   at::Tensor storage;
 
-  KeysByColumn(const Geometry& g, const T* y, int64_t pad) : padded_w(g.W + pad), position(g.W) {
-    const int64_t d = g.cols.dilation, W = g.W, C = g.dim;
-    int64_t next = 0;
-    for (int64_t group = 0; group < d; ++group) {
-      for (int64_t col = group; col < W; col += d) {
-        position[col] = next++;
-      }
-    }
+  KeysByColumn(const Geometry& g, const T* y, int64_t pad)
+      : padded_w(g.W + pad), position(positions_by_group(g)) {
+    const int64_t W = g.W, C = g.dim;
     // Every position below W is written below; only the padding needs zeros (finite values that read as such).
     storage = at::empty({g.batch_heads * g.H, C, padded_w}, c10::CppTypeToScalarType<T>::value);
     data = storage.const_data_ptr<T>();
@@ -465,13 +473,225 @@ struct SharedWindowLogits {
   }
 };
 
+// ------------------------------------------------------------- interior queries, a vector of them
+//
+// Away from a column border, consecutive queries of a dilation group read consecutive keys: query p
+// (a position in keys-by-column order) reads positions p - r .. p + r. A tile of L such queries
+// (one lane each) then needs, per channel and window row, the 2L keys from an aligned position B:
+// two aligned loads, and window slot tw is those shifted by tw lanes, a register shuffle. Every
+// lane of every multiply-add is a logit, and no load straddles cache lines (the per-query path
+// loads each window row unaligned, once per channel and query). The logits come out slot-major
+// (a vector of L queries per slot); the softmax runs down the slots, then 16x16 (8x8) blocks are
+// transposed in registers into each query's row of slots.
+
+using FloatVec = Vec<float>;
+constexpr int kTileLanes = kLanes<float>;
+
+template <int kShift, size_t... E>
+inline FloatVec shifted_by(FloatVec lo, FloatVec hi, std::index_sequence<E...>) {
+  return __builtin_shufflevector(lo, hi, (kShift + static_cast<int>(E))...);
+}
+
+// One step of the in-register transpose: rows a and b exchange their blocks of kBlock lanes.
+template <int kBlock, bool kUpper, size_t... E>
+inline FloatVec exchange_blocks(FloatVec a, FloatVec b, std::index_sequence<E...>) {
+  constexpr int L = kTileLanes;
+  return __builtin_shufflevector(
+      a, b,
+      ((static_cast<int>(E) / kBlock) % 2 == 0 ? (kUpper ? static_cast<int>(E) + kBlock : static_cast<int>(E))
+                                               : (kUpper ? L + static_cast<int>(E) : L + static_cast<int>(E) - kBlock))...);
+}
+
+template <int kBlock>
+inline void transpose_step(FloatVec (&rows)[kTileLanes]) {
+  constexpr auto lanes = std::make_index_sequence<kTileLanes>{};
+  for (int r = 0; r < kTileLanes; ++r) {
+    if ((r & kBlock) == 0) {
+      const FloatVec a = rows[r], b = rows[r + kBlock];
+      rows[r] = exchange_blocks<kBlock, false>(a, b, lanes);
+      rows[r + kBlock] = exchange_blocks<kBlock, true>(a, b, lanes);
+    }
+  }
+  if constexpr (kBlock > 1) {
+    transpose_step<kBlock / 2>(rows);
+  }
+}
+
+// The logits of the interior queries of one row of one plane, in tiles of kTileLanes (kKw: the window's
+// columns, at most a vector). keys_by_column's rows start aligned and hold 2 vectors past the last window.
+struct InteriorTiles {
+  const Geometry& g;
+  const KeysByColumn<float>& keys;
+  const float* x;
+  const float* rpb;
+  bool softmax;
+  float* out;
+
+  // Tiles over positions [first, last] (one group's interior queries) of query row i of plane bh;
+  // `column` maps a position back to its column.
+  template <int kKw>
+  void run(int64_t bh, int64_t i, int64_t first, int64_t last, const int64_t* column) const {
+    constexpr int L = kTileLanes;
+    constexpr int64_t r = kKw / 2;
+    constexpr auto lanes = std::make_index_sequence<L>{};
+    const int64_t kh = g.rows.kernel, n = g.slots(), C = g.dim;
+    const int64_t bias_w = 2 * kKw - 1, bias_size = (2 * kh - 1) * bias_w;
+    const float* head_bias = rpb != nullptr ? rpb + (bh % g.heads) * bias_size + g.rows.bias_start[i] * bias_w + r : nullptr;
+    alignas(64) float qt[256 * L];   // the tile's queries, channel-major
+    alignas(64) float logits[kMaxSlots * L];  // slot-major
+    for (int64_t base = (first - r) / L * L; base + r <= last; base += L) {
+      // Lane t is the query at position base + r + t, when that is one of [first, last].
+      const int64_t lo = std::max<int64_t>(first - r - base, 0), hi = std::min<int64_t>(last - r - base, L - 1);
+      for (int64_t t = 0; t < L; ++t) {
+        const bool valid = t >= lo && t <= hi;
+        const float* q = x + ((bh * g.H + i) * g.W + (valid ? column[base + r + t] : 0)) * C;
+        for (int64_t c = 0; c < C; ++c) {
+          qt[c * L + t] = valid ? q[c] : 0.0f;
+        }
+      }
+      for (int64_t th = 0; th < kh; ++th) {
+        const float* row = keys.row(bh * g.H + g.rows.key(i, th)) + base;
+        FloatVec acc[kKw];
+        for (int tw = 0; tw < kKw; ++tw) {
+          acc[tw] = FloatVec{} + (head_bias != nullptr ? head_bias[th * bias_w + tw] : 0.0f);
+        }
+        for (int64_t c = 0; c < C; ++c) {
+          const float* k = row + c * keys.padded_w;
+          const FloatVec k0 = load<float>(k), k1 = load<float>(k + L);
+          const FloatVec qc = load<float>(qt + c * L);
+          [&]<size_t... tw>(std::index_sequence<tw...>) {
+            ((acc[tw] += qc * shifted_by<static_cast<int>(tw)>(k0, k1, lanes)), ...);
+          }(std::make_index_sequence<kKw>{});
+        }
+        for (int tw = 0; tw < kKw; ++tw) {
+          store(logits + (th * kKw + tw) * L, acc[tw]);
+        }
+      }
+      FloatVec scale = FloatVec{} + 1.0f;
+      if (softmax) {
+        FloatVec vmax = load<float>(logits);
+        for (int64_t e = 1; e < n; ++e) {
+          const FloatVec v = load<float>(logits + e * L);
+          vmax = vmax < v ? v : vmax;
+        }
+        FloatVec vsum{};
+        for (int64_t e = 0; e < n; ++e) {
+          const FloatVec v = exp_nonpositive(load<float>(logits + e * L) - vmax);
+          vsum += v;
+          store(logits + e * L, v);
+        }
+        scale = scale / vsum;
+      }
+      float* rows_out[L];
+      for (int64_t t = lo; t <= hi; ++t) {
+        rows_out[t] = out + ((bh * g.H + i) * g.W + column[base + r + t]) * n;
+      }
+      for (int64_t s0 = 0; s0 < n; s0 += L) {
+        FloatVec block[L];
+        for (int u = 0; u < L; ++u) {
+          // Slots past n (the last block) read whatever follows; those lanes are not stored.
+          block[u] = load<float>(logits + std::min<int64_t>(s0 + u, n - 1) * L) * scale;
+        }
+        transpose_step<L / 2>(block);
+        const int64_t count = std::min<int64_t>(L, n - s0);
+        for (int64_t t = lo; t <= hi; ++t) {
+          if (count == L) {
+            store(rows_out[t] + s0, block[t]);
+          } else {
+            for (int64_t u = 0; u < count; ++u) {
+              rows_out[t][s0 + u] = block[t][u];
+            }
+          }
+        }
+      }
+    }
+  }
+  static constexpr int64_t kMaxSlots = 16 * 16;  // kh * kw
+  static constexpr int64_t kMaxChannels = 256;
+
+  using Runner = void (InteriorTiles::*)(int64_t, int64_t, int64_t, int64_t, const int64_t*) const;
+  // run<kw>, for an odd kw of at most a vector; null when tiles cannot take this geometry.
+  static Runner runner(const Geometry& g) {
+    const int64_t kw = g.cols.kernel;
+    if (g.slots() > kMaxSlots || g.dim > kMaxChannels || kw > kTileLanes) {
+      return nullptr;
+    }
+    Runner found = nullptr;
+    [&]<int... k>(std::integer_sequence<int, k...>) {
+      ((kw == 2 * k + 1 && 2 * k + 1 <= kTileLanes ? (found = &InteriorTiles::run<(2 * k + 1 <= kTileLanes ? 2 * k + 1 : 1)>)
+                                                  : found),
+       ...);
+    }(std::make_integer_sequence<int, 8>{});
+    return found;
+  }
+};
+
+// Per dilation group, the positions (keys-by-column order) of its interior queries: columns whose
+// window is theirs alone (a class of one) and starts r * dilation to their left, with the bias table's
+// centre column. Runs shorter than kMinInteriorRun stay with the per-query path.
+constexpr int64_t kMinInteriorRun = 4;
+struct InteriorRuns {
+  std::vector<int64_t> first, last;  // per group; last < first: none
+  std::vector<int64_t> column;       // position -> column
+  std::vector<char> tiled;           // per column
+
+  InteriorRuns(const Geometry& g, const AxisClasses& classes, const std::vector<int64_t>& position) {
+    const AxisWindows& a = g.cols;
+    const int64_t d = a.dilation, r = a.kernel / 2;
+    first.assign(d, 0);
+    last.assign(d, -1);
+    column.assign(g.W, 0);
+    tiled.assign(g.W, 0);
+    std::vector<char> alone(g.W, 0);
+    for (int64_t c = 0; c < classes.count(); ++c) {
+      if (classes.size(c) == 1) {
+        alone[classes.positions(c)[0]] = 1;
+      }
+    }
+    for (int64_t j = 0; j < g.W; ++j) {
+      column[position[j]] = j;
+    }
+    for (int64_t group = 0; group < d; ++group) {
+      int64_t lo = -1, hi = -2;
+      for (int64_t j = group; j < g.W; j += d) {
+        const bool interior = alone[j] && a.key_start[j] == j - r * d && a.bias_start[j] == r;
+        if (interior) {
+          lo = lo < 0 ? position[j] : lo;
+          hi = position[j];
+        }
+      }
+      if (hi - lo + 1 >= kMinInteriorRun) {
+        first[group] = lo;
+        last[group] = hi;
+        for (int64_t p = lo; p <= hi; ++p) {
+          tiled[column[p]] = 1;
+        }
+      }
+    }
+  }
+};
+
 template <typename T, int kVecs, int kBytes = kVectorBytes>
 void neighbourhood_dot_by_rows(const Geometry& g, const T* x, const T* y, const T* rpb, bool softmax, T* out) {
   constexpr int kWidth = kBytes / sizeof(T);
   const int64_t kh = g.rows.kernel, kw = g.cols.kernel, C = g.dim, W = g.W;
   const int64_t bias_w = 2 * kw - 1, bias_size = (2 * kh - 1) * bias_w;
-  // Padding for a vector read past any window: the per-query rows' kVecs of kBytes, pack's full vectors.
-  const KeysByColumn<T> keys(g, y, std::max<int64_t>(kVecs * kWidth, (kw + kLanes<T> - 1) / kLanes<T> * kLanes<T>));
+  // float32 on AVX2 and AVX-512: the interior queries go in vectors of them (InteriorTiles).
+  InteriorTiles::Runner tile_runner = nullptr;
+  if constexpr (std::is_same_v<T, float> && kVectorBytes >= 32) {
+    tile_runner = InteriorTiles::runner(g);
+  }
+  const AxisClasses row_classes(g.rows), col_classes(g.cols);
+  const InteriorRuns interior(g, col_classes, positions_by_group(g));
+  const bool tiles = tile_runner != nullptr &&
+                     std::any_of(interior.tiled.begin(), interior.tiled.end(), [](char t) { return t != 0; });
+  // Padding for a vector read past any window: the per-query rows' kVecs of kBytes, pack's full vectors;
+  // for tiles, two vectors past the last window and rows of whole vectors (so that each starts aligned).
+  int64_t pad = std::max<int64_t>(kVecs * kWidth, (kw + kLanes<T> - 1) / kLanes<T> * kLanes<T>);
+  if (tiles) {
+    pad = (W + std::max<int64_t>(pad, 2 * kLanes<T>) + kLanes<T> - 1) / kLanes<T> * kLanes<T> - W;
+  }
+  const KeysByColumn<T> keys(g, y, pad);
   const int64_t stride = keys.padded_w;
   // The accumulators start from the bias: full vectors read from a window row of the table run
   // past its kw entries (into lanes that are never stored), so the copy has a vector of zeros after it.
@@ -515,7 +735,6 @@ void neighbourhood_dot_by_rows(const Geometry& g, const T* x, const T* y, const 
   };
   // Tasks are (plane, class of query rows): within one, each class of query columns is a block of
   // queries with one window, taken together when it is large enough (SharedWindowLogits).
-  const AxisClasses row_classes(g.rows), col_classes(g.cols);
   const int64_t vectors = (g.slots() + kLanes<T> - 1) / kLanes<T>;
   with_count<kMaxSharedVecs>(std::min<int64_t>(vectors, kMaxSharedVecs), [&](auto nv) {
     const SharedWindowLogits<T, decltype(nv)::value> shared(g, keys, x, rpb, softmax, out);
@@ -528,9 +747,25 @@ void neighbourhood_dot_by_rows(const Geometry& g, const T* x, const T* y, const 
                         const int64_t bh = task / row_classes.count(), ra = task % row_classes.count();
                         const int64_t* rows = row_classes.positions(ra);
                         const int64_t nrows = row_classes.size(ra);
+                        if constexpr (std::is_same_v<T, float>) {
+                          if (tiles) {
+                            const InteriorTiles tiler{g, keys, x, rpb, softmax, out};
+                            for (int64_t a = 0; a < nrows; ++a) {
+                              for (int64_t group = 0; group < g.cols.dilation; ++group) {
+                                if (interior.last[group] >= interior.first[group]) {
+                                  (tiler.*tile_runner)(bh, rows[a], interior.first[group], interior.last[group],
+                                                       interior.column.data());
+                                }
+                              }
+                            }
+                          }
+                        }
                         for (int64_t cb = 0; cb < col_classes.count(); ++cb) {
                           const int64_t* cols = col_classes.positions(cb);
                           const int64_t ncols = col_classes.size(cb);
+                          if (tiles && ncols == 1 && interior.tiled[cols[0]]) {
+                            continue;
+                          }
                           if (nrows * ncols >= kMinSharedQueries) {
                             if (!packed) {
                               packed.reset(new T[shared.packed_size()]);
