@@ -486,6 +486,22 @@ struct SharedWindowLogits {
 
 using FloatVec = Vec<float>;
 constexpr int kTileLanes = kLanes<float>;
+// A tile costs the same whatever number of its lanes are queries: below half of them, the queries go
+// one by one (at 14x14 with kernel 7, a row's six interior queries made a tile slower than they were).
+constexpr int64_t kMinTileQueries = kTileLanes / 2;
+
+// The tiles of the interior queries at positions [first, last]: tile(base, lo, hi) for each tile
+// whose lanes lo..hi (the queries at positions base + r + lane) are at least kMinTileQueries.
+template <typename F>
+inline void for_each_tile(int64_t first, int64_t last, int64_t r, const F& tile) {
+  constexpr int64_t L = kTileLanes;
+  for (int64_t base = (first - r) / L * L; base + r <= last; base += L) {
+    const int64_t lo = std::max<int64_t>(first - r - base, 0), hi = std::min<int64_t>(last - r - base, L - 1);
+    if (hi - lo + 1 >= kMinTileQueries) {
+      tile(base, lo, hi);
+    }
+  }
+}
 
 template <int kShift, size_t... E>
 inline FloatVec shifted_by(FloatVec lo, FloatVec hi, std::index_sequence<E...>) {
@@ -539,9 +555,8 @@ struct InteriorTiles {
     const float* head_bias = rpb != nullptr ? rpb + (bh % g.heads) * bias_size + g.rows.bias_start[i] * bias_w + r : nullptr;
     alignas(64) float qt[256 * L];   // the tile's queries, channel-major
     alignas(64) float logits[kMaxSlots * L];  // slot-major
-    for (int64_t base = (first - r) / L * L; base + r <= last; base += L) {
-      // Lane t is the query at position base + r + t, when that is one of [first, last].
-      const int64_t lo = std::max<int64_t>(first - r - base, 0), hi = std::min<int64_t>(last - r - base, L - 1);
+    // Lane t is the query at position base + r + t, one of [first, last] for t in lo..hi.
+    for_each_tile(first, last, r, [&](int64_t base, int64_t lo, int64_t hi) {
       for (int64_t t = 0; t < L; ++t) {
         const bool valid = t >= lo && t <= hi;
         const float* q = x + ((bh * g.H + i) * g.W + (valid ? column[base + r + t] : 0)) * C;
@@ -604,7 +619,7 @@ struct InteriorTiles {
           }
         }
       }
-    }
+    });
   }
   static constexpr int64_t kMaxSlots = 16 * 16;  // kh * kw
   static constexpr int64_t kMaxChannels = 256;
@@ -628,8 +643,7 @@ struct InteriorTiles {
 
 // Per dilation group, the positions (keys-by-column order) of its interior queries: columns whose
 // window is theirs alone (a class of one) and starts r * dilation to their left, with the bias table's
-// centre column. Runs shorter than kMinInteriorRun stay with the per-query path.
-constexpr int64_t kMinInteriorRun = 4;
+// centre column; `tiled`: the columns whose queries for_each_tile takes.
 struct InteriorRuns {
   std::vector<int64_t> first, last;  // per group; last < first: none
   std::vector<int64_t> column;       // position -> column
@@ -660,12 +674,14 @@ struct InteriorRuns {
           hi = position[j];
         }
       }
-      if (hi - lo + 1 >= kMinInteriorRun) {
+      if (hi - lo + 1 >= kMinTileQueries) {
         first[group] = lo;
         last[group] = hi;
-        for (int64_t p = lo; p <= hi; ++p) {
-          tiled[column[p]] = 1;
-        }
+        for_each_tile(lo, hi, r, [&](int64_t base, int64_t lane_lo, int64_t lane_hi) {
+          for (int64_t t = lane_lo; t <= lane_hi; ++t) {
+            tiled[column[base + r + t]] = 1;
+          }
+        });
       }
     }
   }
