@@ -51,8 +51,8 @@ class A2SSM(nn.Module):
         L = H * W
         n = self.num_heads
         u = F.silu(self.conv2d(x)).reshape(B, C, L)
-        # u is channels-last, (B, C, L) with unit channel stride: matmul takes x_proj as one product over
-        # all pixels, (B*L, C) @ (C, R + 2N), reading u as it lies.
+        # In the model u is channels-last, (B, C, L) with unit channel stride: matmul takes x_proj as one
+        # product over all pixels, (B*L, C) @ (C, R + 2N), reading u as it lies.
         dbc = torch.matmul(self.x_proj_weight.to(u.dtype), u)
         dt, Bm, Cm = torch.split(dbc, [self.dt_rank, self.d_state, self.d_state], dim=1)
         # bmm writes delta as (B, C, L), the layout the scan reads, from the strided dt; torch.matmul
