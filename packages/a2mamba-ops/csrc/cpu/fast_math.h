@@ -25,21 +25,17 @@ inline auto to_int32(V v) -> decltype(v < v) {
   return __builtin_convertvector(v, decltype(v < v));
 }
 
-// exp(x) by range reduction x = n ln2 + r, |r| <= ln2/2, and a degree-7 polynomial
-// for exp(r) (Cephes' expf coefficients); 2^n is built in the exponent bits, as
-// 2 * 2^(n-1) so that n = 128 (x up to ln(FLT_MAX)) still fits. V is float or a vector of float
-// (simd.h): the same lines serve loops the compiler vectorises and values already in registers.
+// exp(x) by range reduction x = n ln2 + r, |r| <= ln2/2, and a degree-7 polynomial for exp(r)
+// (Cephes' expf coefficients): returns exp(r) and sets n, for x already clamped to the caller's range.
+// V is float or a vector of float (simd.h): the same lines serve loops the compiler vectorises and
+// values already in registers.
 template <typename V>
-inline V exp_approx(V x) {
+[[gnu::always_inline]] inline V exp_reduced(V clamped, V& n) {
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
-  constexpr float kRound = 12582912.0f;           // 1.5 * 2^23: adding it rounds to an integer
-  constexpr float kMin = -86.5f, kMax = 88.72f;   // exp(kMin) = 2.6e-38, exp(kMax) = 3.39e38
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   const V zero{};
-  // std::min/max's rules (a NaN stays NaN), written as selects so that they apply lane-wise too.
-  const V raised = x < kMin ? zero + kMin : x;
-  const V clamped = kMax < raised ? zero + kMax : raised;
-  const V n = (clamped * kLog2e + kRound) - kRound;
+  n = (clamped * kLog2e + kRound) - kRound;
   const V r = (clamped - n * kLn2Hi) - n * kLn2Lo;
   V p = zero + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -47,38 +43,41 @@ inline V exp_approx(V x) {
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
+  return p * r * r + r + 1.0f;
+}
+
+constexpr float kExpMin = -86.5f;  // exp(kExpMin) = 2.6e-38; n >= -125 above it: 2^n is a normal float
+
+// exp(x) for any x; 2^n is built in the exponent bits, as 2 * 2^(n-1) so that n = 128 (x up to
+// ln(FLT_MAX)) still fits.
+template <typename V>
+inline V exp_approx(V x) {
+  constexpr float kMax = 88.72f;  // exp(kMax) = 3.39e38
+  const V zero{};
+  // std::min/max's rules (a NaN stays NaN), written as selects so that they apply lane-wise too.
+  const V raised = x < kExpMin ? zero + kExpMin : x;
+  const V clamped = kMax < raised ? zero + kMax : raised;
+  V n;
+  const V p = exp_reduced(clamped, n);
   const V half_scale = std::bit_cast<V>((to_int32(n) + 126) << 23);
   const V result = (p * half_scale) * 2.0f;
   // Outside the clamp: 0 below (where expf is subnormal or 0), infinity above. Both tests are
   // evaluated unconditionally: GCC (with its default -ftrapping-math) vectorises selects, not branches.
   const V bounded = x > kMax ? zero + std::numeric_limits<float>::infinity() : result;
-  return x < kMin ? zero : bounded;
+  return x < kExpMin ? zero : bounded;
 }
 
 // exp(x) for x <= 0, -infinity included: softmax's exp(logit - max). Nothing can overflow, and from
-// kMin down the result is 0 (where expf is subnormal), so 2^n is built directly and only the lower
+// kExpMin down the result is 0 (where expf is subnormal), so 2^n is built directly and only the lower
 // clamp is kept: four fewer operations a vector than exp_approx, in the softmax's innermost loop.
 // Always inlined: out of line, each call passes its vector through memory (seen: 6 % of the logits' time).
 template <typename V>
 [[gnu::always_inline]] inline V exp_nonpositive(V x) {
-  constexpr float kLog2e = 1.44269504088896341f;
-  constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
-  constexpr float kRound = 12582912.0f;
-  constexpr float kMin = -86.5f;  // n >= -125 above it: 2^n is a normal float
   const V zero{};
-  const V clamped = x < kMin ? zero + kMin : x;
-  const V n = (clamped * kLog2e + kRound) - kRound;
-  const V r = (clamped - n * kLn2Hi) - n * kLn2Lo;
-  V p = zero + 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const V result = p * std::bit_cast<V>((to_int32(n) + 127) << 23);
-  return x < kMin ? zero : result;
+  const V clamped = x < kExpMin ? zero + kExpMin : x;
+  V n;
+  const V result = exp_reduced(clamped, n) * std::bit_cast<V>((to_int32(n) + 127) << 23);
+  return x < kExpMin ? zero : result;
 }
 
 // log1p(y) for y in [0, 1], as 2 atanh(y / (2 + y)): no cancellation for small y.

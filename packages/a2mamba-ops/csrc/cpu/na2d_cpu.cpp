@@ -553,7 +553,7 @@ struct InteriorTiles {
     const int64_t kh = g.rows.kernel, n = g.slots(), C = g.dim;
     const int64_t bias_w = 2 * kKw - 1, bias_size = (2 * kh - 1) * bias_w;
     const float* head_bias = rpb != nullptr ? rpb + (bh % g.heads) * bias_size + g.rows.bias_start[i] * bias_w + r : nullptr;
-    alignas(64) float qt[256 * L];   // the tile's queries, channel-major
+    alignas(64) float qt[kMaxChannels * L];  // the tile's queries, channel-major
     alignas(64) float logits[kMaxSlots * L];  // slot-major
     // Lane t is the query at position base + r + t, one of [first, last] for t in lo..hi.
     for_each_tile(first, last, r, [&](int64_t base, int64_t lo, int64_t hi) {
@@ -647,8 +647,9 @@ struct InteriorTiles {
 struct InteriorRuns {
   std::vector<int64_t> first, last;  // per group; last < first: none
   std::vector<int64_t> column;       // position -> column
-  std::vector<char> tiled;           // per column
+  std::vector<char> tiled;           // per column; empty: no tiles
 
+  InteriorRuns() = default;
   InteriorRuns(const Geometry& g, const AxisClasses& classes, const std::vector<int64_t>& position) {
     const AxisWindows& a = g.cols;
     const int64_t d = a.dilation, r = a.kernel / 2;
@@ -698,7 +699,9 @@ void neighbourhood_dot_by_rows(const Geometry& g, const T* x, const T* y, const 
     tile_runner = InteriorTiles::runner(g);
   }
   const AxisClasses row_classes(g.rows), col_classes(g.cols);
-  const InteriorRuns interior(g, col_classes, positions_by_group(g));
+  // Only where tiles can run at all (float32 on AVX2/AVX-512, a window they take).
+  const InteriorRuns interior =
+      tile_runner != nullptr ? InteriorRuns(g, col_classes, positions_by_group(g)) : InteriorRuns();
   const bool tiles = tile_runner != nullptr &&
                      std::any_of(interior.tiled.begin(), interior.tiled.end(), [](char t) { return t != 0; });
   // Padding for a vector read past any window: the per-query rows' kVecs of kBytes, pack's full vectors;
