@@ -73,10 +73,10 @@ class A2SSM(nn.Module):
             agg1 = na2d_av(attn1.to(dtype), heads[:, :half], windows.kernel, 1)
             agg2 = na2d_av(attn2.to(dtype), heads[:, half:], windows.kernel, windows.dilation2)
             # state_fusion is a 1x1 convolution over the heads, i.e. an (n, n) mix of the n head maps: one
-            # batched product over the maps as the aggregation leaves them, (B, n, H*W*c). mkldnn's
-            # convolution with n channels and a (c, L) "image" ran 8-110x slower at A2Mamba-N's local
-            # stages; torch.matmul with a 2-D left operand folds the batch into a (B*H*W*c, n) product,
-            # with a transposing copy on each side. bmm reads and writes the maps as they lie.
+            # batched product over the maps as the aggregation leaves them, (B, n, H*W*c). mkldnn ran the
+            # convolution (n channels over a (c, L) "image") many times slower at A2Mamba-N's local stages;
+            # torch.matmul with a 2-D left operand folds the batch into a (B*H*W*c, n) product, with a
+            # transposing copy on each side. bmm reads and writes the maps as they lie.
             agg = torch.cat([agg1, agg2], dim=1).reshape(B, n, L * (C // n))
             mix = self.state_fusion.weight.to(dtype).reshape(1, n, n).expand(B, n, n)
             bias = self.state_fusion.bias.to(dtype).reshape(1, n, 1).expand(B, n, agg.shape[-1])
