@@ -25,6 +25,7 @@
 #include "cpu/fast_math.h"
 #include "cpu/neighbourhood.h"
 #include "cpu/parallel.h"
+#include "cpu/scratch.h"
 #include "cpu/simd.h"
 #include "cpu/vector_loops.h"
 
@@ -131,39 +132,95 @@ inline std::vector<int64_t> positions_by_group(const Geometry& g) {
   return position;
 }
 
+using FloatVec = Vec<float>;
+constexpr int kTileLanes = kLanes<float>;
+
+// One step of the in-register transpose: rows a and b exchange their blocks of kBlock lanes.
+template <int kBlock, bool kUpper, size_t... E>
+inline FloatVec exchange_blocks(FloatVec a, FloatVec b, std::index_sequence<E...>) {
+  constexpr int L = kTileLanes;
+  return __builtin_shufflevector(
+      a, b,
+      ((static_cast<int>(E) / kBlock) % 2 == 0 ? (kUpper ? static_cast<int>(E) + kBlock : static_cast<int>(E))
+                                               : (kUpper ? L + static_cast<int>(E) : L + static_cast<int>(E) - kBlock))...);
+}
+
+template <int kBlock>
+inline void transpose_step(FloatVec (&rows)[kTileLanes]) {
+  constexpr auto lanes = std::make_index_sequence<kTileLanes>{};
+  for (int r = 0; r < kTileLanes; ++r) {
+    if ((r & kBlock) == 0) {
+      const FloatVec a = rows[r], b = rows[r + kBlock];
+      rows[r] = exchange_blocks<kBlock, false>(a, b, lanes);
+      rows[r + kBlock] = exchange_blocks<kBlock, true>(a, b, lanes);
+    }
+  }
+  if constexpr (kBlock > 1) {
+    transpose_step<kBlock / 2>(rows);
+  }
+}
+
 // Keys by column: y (bh, H, W, C) as (bh, H, C, padded_w) with column col at
 // group_start[col % d] + col / d, and padding so that a full vector read past a window stays inside.
 template <typename T>
 struct KeysByColumn {
   int64_t padded_w;
   std::vector<int64_t> position;  // of each column
-  at::Tensor storage;
+  ScratchLease storage;
 
   KeysByColumn(const Geometry& g, const T* y, int64_t pad)
-      : padded_w(g.W + pad), position(positions_by_group(g)) {
+      : padded_w(g.W + pad),
+        position(positions_by_group(g)),
+        storage(static_cast<size_t>(g.batch_heads * g.H * g.dim * (g.W + pad)) * sizeof(T)) {
     const int64_t W = g.W, C = g.dim;
-    // Every position below W is written below; only the padding needs zeros (finite values that read as such).
-    storage = at::empty({g.batch_heads * g.H, C, padded_w}, c10::CppTypeToScalarType<T>::value);
-    data = storage.const_data_ptr<T>();
+    // The padding is zeros (finite values that read as such).
+    data = storage.as<T>();
     row_size = C * padded_w;
-    T* out = storage.mutable_data_ptr<T>();
+    T* out = storage.as<T>();
+    std::vector<int64_t> column(W);  // of each position
+    for (int64_t col = 0; col < W; ++col) {
+      column[position[col]] = col;
+    }
     parallel_rows(g, [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
         const T* in = y + row * W * C;
         T* o = out + row * C * padded_w;
-        for (int64_t c = 0; c < C; ++c) {
-          std::fill(o + c * padded_w + W, o + (c + 1) * padded_w, T(0));
+        int64_t c0 = 0;
+        if constexpr (std::is_same_v<T, float>) {
+          // Blocks of L positions x L channels through an in-register transpose, the padding's zeros
+          // coming from the positions past W: element by element, with a fill call per channel row
+          // for the padding, this copy was a large part of the logits' time on small maps.
+          constexpr int64_t L = kTileLanes;
+          for (; c0 + L <= C; c0 += L) {
+            for (int64_t p = 0; p < padded_w; p += L) {
+              FloatVec block[L];
+              for (int64_t u = 0; u < L; ++u) {
+                block[u] = p + u < W ? load<float>(in + column[p + u] * C + c0) : FloatVec{};
+              }
+              transpose_step<L / 2>(block);
+              if (p + L <= padded_w) {
+                for (int64_t u = 0; u < L; ++u) {
+                  store(o + (c0 + u) * padded_w + p, block[u]);
+                }
+              } else {
+                for (int64_t u = 0; u < L; ++u) {
+                  for (int64_t e = 0; e < padded_w - p; ++e) {
+                    o[(c0 + u) * padded_w + p + e] = block[u][e];
+                  }
+                }
+              }
+            }
+          }
         }
-        for (int64_t col = 0; col < W; ++col) {
-          for (int64_t c = 0; c < C; ++c) {
-            o[c * padded_w + position[col]] = in[col * C + c];
+        for (int64_t c = c0; c < C; ++c) {
+          for (int64_t p = 0; p < padded_w; ++p) {
+            o[c * padded_w + p] = p < W ? in[column[p] * C + c] : T(0);
           }
         }
       }
     });
   }
   const T* row(int64_t r) const { return data + r * row_size; }
-  // Cached: Tensor::const_data_ptr checks the dtype on every call, and row() is on the hot path.
   const T* data = nullptr;
   int64_t row_size = 0;
 };
@@ -441,18 +498,36 @@ struct SharedWindowLogits {
     const int64_t chunks = padded / (int64_t{kNV} * L);
     const bool whole = chunks == 1;
     const int64_t queries = nrows * ncols;
-    for (int64_t q0 = 0; q0 < queries; q0 += kQ) {
-      const T* xs[kQ];
-      const T* bs[kQ];
-      T* os[kQ];
+    const T* xs[kQ];
+    const T* bs[kQ];
+    T* os[kQ];
+    const T* next_xs[kQ];
+    const T* next_bs[kQ];
+    T* next_os[kQ];
+    // Pass q0's queries, bias rows and outputs; the next pass's are fetched while this one computes
+    // (the queries of a block are pixels apart, and their lines arrive one miss at a time otherwise).
+    auto queries_of_pass = [&](int64_t q0, const T** xq, const T** bq, T** oq) {
       for (int m = 0; m < kQ; ++m) {
         // A short last pass repeats its last query: the same values written twice to the same place.
         const int64_t q = std::min(q0 + m, queries - 1);
         const int64_t i = rows[q / ncols], j = cols[q % ncols];
         const int64_t p = (bh * g.H + i) * g.W + j;
-        xs[m] = x + p * g.dim;
-        bs[m] = bias_of(bh, i, j);
-        os[m] = out + p * n;
+        xq[m] = x + p * g.dim;
+        bq[m] = bias_of(bh, i, j);
+        oq[m] = out + p * n;
+      }
+    };
+    queries_of_pass(0, next_xs, next_bs, next_os);
+    for (int64_t q0 = 0; q0 < queries; q0 += kQ) {
+      std::copy_n(next_xs, kQ, xs);
+      std::copy_n(next_bs, kQ, bs);
+      std::copy_n(next_os, kQ, os);
+      if (q0 + kQ < queries) {
+        queries_of_pass(q0 + kQ, next_xs, next_bs, next_os);
+        for (int m = 0; m < kQ; ++m) {
+          prefetch_lines(next_xs[m], g.dim * int64_t{sizeof(T)});
+          prefetch_lines_for_write(next_os[m], n * int64_t{sizeof(T)});
+        }
       }
       for (int64_t chunk = 0; chunk < chunks; ++chunk) {
         const int64_t from = chunk * kNV * L;
@@ -485,8 +560,6 @@ struct SharedWindowLogits {
 // (a vector of L queries per slot); the softmax runs down the slots, then 16x16 (8x8) blocks are
 // transposed in registers into each query's row of slots.
 
-using FloatVec = Vec<float>;
-constexpr int kTileLanes = kLanes<float>;
 // A tile costs the same whatever number of its lanes are queries: below half of them, the queries go
 // one by one (at 14x14 with kernel 7, a row's six interior queries made a tile slower than they were).
 constexpr int64_t kMinTileQueries = kTileLanes / 2;
@@ -507,31 +580,6 @@ inline void for_each_tile(int64_t first, int64_t last, int64_t r, const F& tile)
 template <int kShift, size_t... E>
 inline FloatVec shifted_by(FloatVec lo, FloatVec hi, std::index_sequence<E...>) {
   return __builtin_shufflevector(lo, hi, (kShift + static_cast<int>(E))...);
-}
-
-// One step of the in-register transpose: rows a and b exchange their blocks of kBlock lanes.
-template <int kBlock, bool kUpper, size_t... E>
-inline FloatVec exchange_blocks(FloatVec a, FloatVec b, std::index_sequence<E...>) {
-  constexpr int L = kTileLanes;
-  return __builtin_shufflevector(
-      a, b,
-      ((static_cast<int>(E) / kBlock) % 2 == 0 ? (kUpper ? static_cast<int>(E) + kBlock : static_cast<int>(E))
-                                               : (kUpper ? L + static_cast<int>(E) : L + static_cast<int>(E) - kBlock))...);
-}
-
-template <int kBlock>
-inline void transpose_step(FloatVec (&rows)[kTileLanes]) {
-  constexpr auto lanes = std::make_index_sequence<kTileLanes>{};
-  for (int r = 0; r < kTileLanes; ++r) {
-    if ((r & kBlock) == 0) {
-      const FloatVec a = rows[r], b = rows[r + kBlock];
-      rows[r] = exchange_blocks<kBlock, false>(a, b, lanes);
-      rows[r + kBlock] = exchange_blocks<kBlock, true>(a, b, lanes);
-    }
-  }
-  if constexpr (kBlock > 1) {
-    transpose_step<kBlock / 2>(rows);
-  }
 }
 
 // The logits of the interior queries of one row of one plane, in tiles of kTileLanes (kKw: the window's

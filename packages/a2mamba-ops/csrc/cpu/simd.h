@@ -5,6 +5,7 @@
 
 #include "cpu/variant.h"
 
+#include <cstdint>
 #include <cstring>
 
 namespace a2mamba::cpu::A2MAMBA_CPU_VARIANT {
@@ -49,6 +50,23 @@ inline Vec<T> load(const T* p) {
 template <typename T, typename V>
 inline void store(T* p, V v) {
   std::memcpy(p, &v, sizeof(v));
+}
+
+// Ask for the cache lines of [p, p + bytes) ahead of their use: gathers (one query's channels here,
+// the next one's pixels away) defeat the hardware prefetchers, and a kernel called right after a
+// large matmul finds its operands evicted to memory.
+inline void prefetch_lines(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t b = 0; b < bytes; b += 64) {
+    __builtin_prefetch(c + b, 0, 3);
+  }
+}
+// ... and lines about to be written: owned before the stores reach them.
+inline void prefetch_lines_for_write(void* p, int64_t bytes) {
+  char* c = static_cast<char*>(p);
+  for (int64_t b = 0; b < bytes; b += 64) {
+    __builtin_prefetch(c + b, 1, 3);
+  }
 }
 
 }  // namespace a2mamba::cpu::A2MAMBA_CPU_VARIANT
