@@ -242,6 +242,7 @@ template <typename T, typename V>
 
 // softmax over a whole window held in registers: kRows rows of kVecs vectors, of which the first
 // kw lanes of each row are the window's (the rest belong to neighbouring columns and are left out).
+// The max and the sum reach every lane through across_lanes: no value leaves the registers.
 template <typename T, int kRows, int kVecs, typename V>
 inline void softmax_in_registers(V (&acc)[kRows][kVecs], int64_t kw) {
   constexpr int kWidth = sizeof(V) / sizeof(T);
@@ -252,28 +253,26 @@ inline void softmax_in_registers(V (&acc)[kRows][kVecs], int64_t kw) {
   }
   const T lowest = -std::numeric_limits<T>::infinity();
   V vmax = zero + lowest;
-  for (int u = 0; u < kRows; ++u) {
-    for (int v = 0; v < kVecs; ++v) {
-      acc[u][v] = lane + static_cast<T>(v * kWidth) < static_cast<T>(kw) ? acc[u][v] : zero + lowest;
+  for (int v = 0; v < kVecs; ++v) {
+    // Only a vector that reaches past kw has lanes to leave out.
+    const bool partial = (v + 1) * kWidth > kw;
+    const auto outside = lane + static_cast<T>(v * kWidth) >= static_cast<T>(kw);
+    for (int u = 0; u < kRows; ++u) {
+      if (partial) {
+        acc[u][v] = outside ? zero + lowest : acc[u][v];
+      }
       vmax = vmax < acc[u][v] ? acc[u][v] : vmax;
     }
   }
-  T max = vmax[0];
-  for (int l = 1; l < kWidth; ++l) {
-    max = std::max(max, vmax[l]);
-  }
+  vmax = across_lanes(vmax, [](V a, V b) { return a < b ? b : a; });
   V vsum = zero;
   for (int u = 0; u < kRows; ++u) {
     for (int v = 0; v < kVecs; ++v) {
-      acc[u][v] = exp_lanes<T>(acc[u][v] - max);  // exp(-inf) = 0 in the left-out lanes
+      acc[u][v] = exp_lanes<T>(acc[u][v] - vmax);  // exp(-inf) = 0 in the left-out lanes
       vsum += acc[u][v];
     }
   }
-  T total = 0;
-  for (int l = 0; l < kWidth; ++l) {
-    total += vsum[l];
-  }
-  const T scale = T(1) / total;
+  const V scale = (zero + T(1)) / across_lanes(vsum, [](V a, V b) { return a + b; });
   for (int u = 0; u < kRows; ++u) {
     for (int v = 0; v < kVecs; ++v) {
       acc[u][v] *= scale;

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 namespace a2mamba::cpu::A2MAMBA_CPU_VARIANT {
 
@@ -50,6 +51,24 @@ inline Vec<T> load(const T* p) {
 template <typename T, typename V>
 inline void store(T* p, V v) {
   std::memcpy(p, &v, sizeof(v));
+}
+
+// op over all lanes of v, the result in every lane: log2(lanes) steps, each combining every lane
+// with the one whose index differs in one bit (a serial pass over the lanes is a chain of lanes-1
+// dependent operations, and in a softmax of a few vectors it was the longest chain).
+template <int kBit, typename V, size_t... E>
+inline V lanes_exchanged(V v, std::index_sequence<E...>) {
+  return __builtin_shufflevector(v, v, (static_cast<int>(E) ^ kBit)...);
+}
+template <typename V, typename Op, int kBit = static_cast<int>(sizeof(V) / sizeof(V{}[0])) / 2>
+inline V across_lanes(V v, const Op& op) {
+  constexpr size_t kWidth = sizeof(V) / sizeof(V{}[0]);
+  v = op(v, lanes_exchanged<kBit>(v, std::make_index_sequence<kWidth>{}));
+  if constexpr (kBit > 1) {
+    return across_lanes<V, Op, kBit / 2>(v, op);
+  } else {
+    return v;
+  }
 }
 
 // Ask for the cache lines of [p, p + bytes) ahead of their use: gathers (one query's channels here,
