@@ -17,6 +17,7 @@ from benchmarks.cases import machine, shapes
 from benchmarks.cases import ops as op_cases
 from benchmarks.cases.timing import Timing, measure, measure_side_by_side, rounds_from_env
 from benchmarks.tools import (
+    ab_builds,
     asv_build,
     asv_results,
     cpu_targets,
@@ -348,6 +349,39 @@ def test_shared_cores_report_runs_every_setting_at_toy_sizes(tmp_path, monkeypat
     assert "2 threads, PASSIVE, one core busy" in text and "| vs 2 threads quiet |" in text
     with pytest.raises(SystemExit):
         shared_cores.main(["--rounds", "0", "--out", str(tmp_path)])
+
+
+def test_ab_builds_alternates_fresh_processes_of_each_build(tmp_path, monkeypatch):
+    import a2mamba_ops
+
+    monkeypatch.setenv("A2MAMBA_BENCH_MACHINE", "toy")
+    site = Path(a2mamba_ops.__file__).resolve().parents[1]
+    argv = ["--tiny", "--processes", "2", "--rounds", "1", "--out", str(tmp_path), "--name", "toy-check"]
+    assert ab_builds.main([*argv, "--build", f"one={site}", "--build", f"two={site}"]) == 0
+    report = json.loads((tmp_path / "ab-toy-check-toy.json").read_text())
+    assert [line["build"] for line in report["lines"]] == ["one", "two", "two", "one"]
+    for line in report["lines"]:
+        assert set(line["ratios"]) == {s.name for s in shapes.TARGET_NA2D}
+        assert all(r > 0 for r in line["ratios"].values()) and "ops_file" not in line
+    assert set(report["medians"]) == {"one", "two"}
+    text = (tmp_path / "ab-toy-check-toy.md").read_text()
+    assert "## Every process, in the order run" in text and str(site) in text
+
+
+def test_ab_builds_refuses_what_it_cannot_compare(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("A2MAMBA_BENCH_MACHINE", "toy")
+    base = ["--out", str(tmp_path), "--name", "x"]
+    for args, message in (
+        (["--build", "a=HEAD"], "at least two"),
+        (["--build", "a=HEAD", "--build", "HEAD"], "NAME=REV or NAME=DIR"),
+        (["--build", "a=HEAD", "--build", "a=HEAD"], "names must differ"),
+        (["--build", "a=HEAD", "--build", "b=HEAD", "--name", "a b"], "--name must be"),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            ab_builds.main([*base, *args])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+    with pytest.raises(ValueError, match="neither a folder holding a2mamba_ops nor a git revision"):
+        ab_builds.prepare("a", "no-such-revision-xyz", tmp_path)
 
 
 @pytest.mark.parametrize("tool", [cpu_targets, export_check, shared_cores], ids=lambda t: t.__name__.split(".")[-1])
