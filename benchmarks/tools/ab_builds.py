@@ -62,7 +62,8 @@ def prepare(name: str, spec: str, cache: Path) -> Build:
     try:
         commit = git("rev-parse", "--verify", f"{spec}^{{commit}}")
     except subprocess.CalledProcessError:
-        raise ValueError(f"build {name!r}: {spec!r} is neither a folder holding a2mamba_ops nor a git revision") from None
+        problem = f"{spec!r} is neither a folder holding a2mamba_ops nor a git revision"
+        raise ValueError(f"build {name!r}: {problem}") from None
     site = cache / commit
     if not (site / "a2mamba_ops").is_dir():
         with tempfile.TemporaryDirectory() as tree:
@@ -71,9 +72,20 @@ def prepare(name: str, spec: str, cache: Path) -> Build:
                 print(f"building {name} ({commit[:10]}) ...", flush=True)
                 env = {**os.environ, "A2MAMBA_CUDA": "OFF"}
                 subprocess.run(
-                    [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                     "--target", str(site), str(Path(tree) / OPS.relative_to(ROOT))],
-                    check=True, env=env,
+                    [
+                        sys.executable,
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--no-deps",
+                        "--no-build-isolation",
+                        "--target",
+                        str(site),
+                        str(Path(tree) / OPS.relative_to(ROOT)),
+                    ],
+                    check=True,
+                    env=env,
                 )
             finally:
                 git("worktree", "remove", "--force", tree)
@@ -113,7 +125,8 @@ def run_worker(build: Build, rounds: int, tiny: bool) -> dict:
         raise RuntimeError(f"worker for build {build.name!r} failed:\n{done.stderr[-2000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     if not Path(result["ops_file"]).resolve().is_relative_to(build.site):
-        raise RuntimeError(f"build {build.name!r}: the worker imported {result['ops_file']}, not the build in {build.site}")
+        imported = result["ops_file"]
+        raise RuntimeError(f"build {build.name!r}: the worker imported {imported}, not the build in {build.site}")
     return result
 
 
