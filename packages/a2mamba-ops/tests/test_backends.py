@@ -234,6 +234,34 @@ def test_na2d_interior_tiles_every_channel_count(backend, dim):
     assert_matches(got_weights, logits.softmax(-1), torch.float32, "weights")
 
 
+# Wide rows (interior tiles), a window as large as the map (shared windows) and dilation with few
+# queries per window (one query at a time): each path's softmax.
+@pytest.mark.parametrize(
+    "size, kernel, dilation", [((4, 48), (3, 7), (1, 2)), ((9, 9), (9, 9), (1, 1)), ((12, 10), (5, 3), (2, 3))]
+)
+def test_na2d_softmax_at_extreme_logits(backend, size, kernel, dilation):
+    """Logits spread over hundreds (weights that underflow), a bias of -inf (weights exactly 0) and a
+    NaN query (a row of NaN), as torch.softmax gives them."""
+    device = DEVICE[backend]
+    inputs = na2d_inputs(device, torch.float32, 2, 2, *size, 16, kernel)
+    inputs["rpb"] = inputs["rpb"] * 40
+    inputs["rpb"][:, kernel[0] - 1, kernel[1] - 1] = -torch.inf  # the query's own pixel
+    inputs["q"][1, 0, 2, 1, 3] = torch.nan
+    reference = {name: t.double() for name, t in inputs.items()}
+    expected = na2d_qk_softmax_ref(reference["q"], reference["k"], kernel, dilation, reference["rpb"])
+    with use_backend(backend):
+        got = na2d_qk_softmax(inputs["q"], inputs["k"], kernel, dilation, inputs["rpb"])
+    nan = expected.isnan()
+    assert nan.any() and torch.equal(got.isnan(), nan), "NaN rows"
+    assert torch.equal(got[expected == 0], torch.zeros_like(got[expected == 0])), "weights of -inf logits"
+    assert (expected[~nan] < 1e-30).any(), "the case must reach exp's underflow"
+    # A weight's error follows its logit's, float32 rounding of values in the hundreds.
+    logits = na2d_qk_ref(reference["q"], reference["k"], kernel, dilation, reference["rpb"])
+    scale = logits[logits.isfinite()].abs().max().item()
+    error = (got[~nan].double() - expected[~nan]).abs().max().item()
+    assert error <= 32 * torch.finfo(torch.float32).eps * scale, f"weights: max error {error:.3g}"
+
+
 def _channels_last_like(batch, heads, H, W, dim, device):
     # Memory order (batch, H, W, heads, dim), viewed as (batch, heads, H, W, dim).
     return torch.randn(batch, H, W, heads, dim, device=device).permute(0, 3, 1, 2, 4)

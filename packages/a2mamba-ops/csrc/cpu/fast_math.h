@@ -14,6 +14,11 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace a2mamba::cpu::A2MAMBA_CPU_VARIANT {
 
@@ -73,6 +78,20 @@ inline V exp_approx(V x) {
 // Always inlined: out of line, each call passes its vector through memory (seen: 6 % of the logits' time).
 template <typename V>
 [[gnu::always_inline]] inline V exp_nonpositive(V x) {
+#if defined(__AVX512F__)
+  typedef float SixteenFloats __attribute__((vector_size(64)));
+  if constexpr (std::is_same_v<V, SixteenFloats>) {
+    // One compare gives both selects as a mask, and vscalefps builds p * 2^n, zeroing the lanes below
+    // kExpMin, in one instruction: three operations where the generic lines below take eight.
+    // "Not less than" is true for NaN, which passes through as NaN.
+    const __m512 v = std::bit_cast<__m512>(x);
+    const __mmask16 kept = _mm512_cmp_ps_mask(v, _mm512_set1_ps(kExpMin), _CMP_NLT_UQ);
+    V n;
+    const V p = exp_reduced(std::bit_cast<V>(_mm512_mask_blend_ps(kept, _mm512_set1_ps(kExpMin), v)), n);
+    return std::bit_cast<V>(
+        _mm512_maskz_scalef_ps(kept, std::bit_cast<__m512>(p), std::bit_cast<__m512>(n)));
+  }
+#endif
   const V zero{};
   const V clamped = x < kExpMin ? zero + kExpMin : x;
   V n;
