@@ -952,27 +952,110 @@ struct ChannelSumInMemory {
   void finish() const {}
 };
 
+// One query's sum over its window: out[p] = sum_t w[p, t] y[key(p, t)], in a Sum (ChannelSum...).
+template <typename T, typename Sum>
+inline void query_sum(const Geometry& g, const T* w, const T* y, int64_t bh, int64_t i, int64_t j, T* out) {
+  const int64_t kh = g.rows.kernel, kw = g.cols.kernel, C = g.dim, W = g.W;
+  const int64_t p = (bh * g.H + i) * W + j;
+  const T* wq = w + p * g.slots();
+  const T* y_first = y + (bh * g.H * W + g.cols.key_start[j]) * C;
+  const int64_t step = g.cols.dilation * C;
+  Sum sum(out + p * C, C);
+  for (int64_t th = 0; th < kh; ++th) {
+    const T* w_row = wq + th * kw;
+    const T* y_row = y_first + g.rows.key(i, th) * W * C;
+    sum.add_terms(kw, [&](int64_t tw) { return std::pair(w_row[tw], y_row + tw * step); });
+  }
+  sum.finish();
+}
+
 template <typename T, typename Sum>
 void neighbourhood_sum_with(const Geometry& g, const T* w, const T* y, T* out) {
-  const int64_t kh = g.rows.kernel, kw = g.cols.kernel, C = g.dim, W = g.W;
   parallel_rows(g, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
-      const int64_t bh = row / g.H, i = row % g.H;
-      const T* y_plane = y + bh * g.H * W * C;
-      for (int64_t j = 0; j < W; ++j) {
-        const T* wq = w + (row * W + j) * g.slots();
-        const T* y_first = y_plane + g.cols.key_start[j] * C;
-        const int64_t step = g.cols.dilation * C;
-        Sum sum(out + (row * W + j) * C, C);
-        for (int64_t th = 0; th < kh; ++th) {
-          const T* w_row = wq + th * kw;
-          const T* y_row = y_first + g.rows.key(i, th) * W * C;
-          sum.add_terms(kw, [&](int64_t tw) { return std::pair(w_row[tw], y_row + tw * step); });
-        }
-        sum.finish();
+      for (int64_t j = 0; j < g.W; ++j) {
+        query_sum<T, Sum>(g, w, y, row / g.H, row % g.H, j, out);
       }
     }
   });
+}
+
+// Sums of a block of queries that share one window (AxisClasses), kQ of them at a time: each key's
+// kVecs vectors of channels are loaded once for kQ queries and each weight is a broadcast. Query by
+// query, every term costs a broadcast and a load per multiply-add, and the loads set the pace.
+template <typename T, int kVecs>
+void shared_window_sums(const Geometry& g, const T* w, const T* y, int64_t bh, const int64_t* rows, int64_t nrows,
+                        const int64_t* cols, int64_t ncols, T* out) {
+  constexpr int L = kLanes<T>;
+  constexpr int kQ = kVecs == 1 ? 8 : 4;  // at least 8 multiply-add chains in flight
+  const int64_t kh = g.rows.kernel, kw = g.cols.kernel, C = g.dim, W = g.W, n = g.slots();
+  const T* y_first = y + (bh * g.H * W + g.cols.key_start[cols[0]]) * C;
+  const int64_t step = g.cols.dilation * C;
+  const int64_t queries = nrows * ncols;
+  for (int64_t q0 = 0; q0 < queries; q0 += kQ) {
+    const T* wq[kQ];
+    T* oq[kQ];
+    for (int m = 0; m < kQ; ++m) {
+      // A short last pass repeats its last query: the same values written twice to the same place.
+      const int64_t q = std::min(q0 + m, queries - 1);
+      const int64_t p = (bh * g.H + rows[q / ncols]) * W + cols[q % ncols];
+      wq[m] = w + p * n;
+      oq[m] = out + p * C;
+    }
+    Vec<T> acc[kQ][kVecs] = {};
+    for (int64_t th = 0; th < kh; ++th) {
+      const T* y_row = y_first + g.rows.key(rows[0], th) * W * C;
+      for (int64_t tw = 0; tw < kw; ++tw) {
+        Vec<T> key[kVecs];
+        for (int v = 0; v < kVecs; ++v) {
+          key[v] = load(y_row + tw * step + v * L);
+        }
+        const int64_t t = th * kw + tw;
+        for (int m = 0; m < kQ; ++m) {
+          const T weight = wq[m][t];
+          for (int v = 0; v < kVecs; ++v) {
+            acc[m][v] += weight * key[v];
+          }
+        }
+      }
+    }
+    for (int m = 0; m < kQ; ++m) {
+      for (int v = 0; v < kVecs; ++v) {
+        store(oq[m] + v * L, acc[m][v]);
+      }
+    }
+  }
+}
+
+// neighbourhood_sum for head dims of kVecs whole vectors: tasks are (plane, class of query rows) as
+// in the logits; blocks of queries with one window go through shared_window_sums, the others query
+// by query.
+template <typename T, int kVecs>
+void neighbourhood_sum_by_windows(const Geometry& g, const T* w, const T* y, T* out) {
+  using Sum = ChannelSum<T, kVecs>;
+  const AxisClasses row_classes(g.rows), col_classes(g.cols);
+  const int64_t per_task = g.H / row_classes.count() * g.W * g.slots() * g.dim;
+  parallel_blocks(g.batch_heads * row_classes.count(), items_per_block(per_task), per_task,
+                  [&](int64_t begin, int64_t end) {
+                    for (int64_t task = begin; task < end; ++task) {
+                      const int64_t bh = task / row_classes.count(), ra = task % row_classes.count();
+                      const int64_t* rows = row_classes.positions(ra);
+                      const int64_t nrows = row_classes.size(ra);
+                      for (int64_t cb = 0; cb < col_classes.count(); ++cb) {
+                        const int64_t* cols = col_classes.positions(cb);
+                        const int64_t ncols = col_classes.size(cb);
+                        if (nrows * ncols >= kMinSharedQueries) {
+                          shared_window_sums<T, kVecs>(g, w, y, bh, rows, nrows, cols, ncols, out);
+                          continue;
+                        }
+                        for (int64_t a = 0; a < nrows; ++a) {
+                          for (int64_t b = 0; b < ncols; ++b) {
+                            query_sum<T, Sum>(g, w, y, bh, rows[a], cols[b], out);
+                          }
+                        }
+                      }
+                    }
+                  });
 }
 
 template <typename T, typename Sum>
@@ -1045,6 +1128,11 @@ using ChannelSumOf = ChannelSum<T, Vecs::value, Half::value != 0, Quarter::value
 
 template <typename T>
 void neighbourhood_sum(const Geometry& g, const T* w, const T* y, T* out) {
+  if (g.dim % kLanes<T> == 0 && g.dim >= kLanes<T> && g.dim <= 4 * kLanes<T>) {
+    return with_count<4>(g.dim / kLanes<T>, [&](auto vecs) {
+      neighbourhood_sum_by_windows<T, decltype(vecs)::value>(g, w, y, out);
+    });
+  }
   by_channel_vectors<T>(
       g.dim,
       [&](auto vecs, auto half, auto quarter) {
