@@ -195,7 +195,7 @@ def ensure_fashion_mnist(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def demo(session: nox.Session) -> None:
-    """The main job: train a2mamba_test on Fashion-MNIST (CPU, ~9 min on 2 cores), print test accuracy."""
+    """The main job: train a2mamba_test on Fashion-MNIST (CPU, ~5 min on 2 cores), print test accuracy."""
     ensure_fashion_mnist(session)
     install_all(session)
     session.run("a2mamba-train", "--recipe", "fashion-mnist", *session.posargs)

@@ -22,7 +22,7 @@ EXIT_USAGE = 2
 EXIT_NONFINITE = 3
 
 QUICK_START = """examples:
-  a2mamba-train --recipe fashion-mnist            # the demo: ~10 min on 2 CPU cores, no download
+  a2mamba-train --recipe fashion-mnist            # the demo: ~5 min on 2 CPU cores, no download
   a2mamba-train --recipe a2mamba_t-imagenet --data-dir /data/imagenet
   torchrun --nproc-per-node 8 -m a2mamba_train --recipe a2mamba_t-imagenet --data-dir /data/imagenet
   a2mamba-train --recipe a2mamba_t-imagenet --print-config      # the resolved settings as JSON
