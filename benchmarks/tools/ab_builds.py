@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.cases import machine
+from benchmarks.tools.report_files import write_report
 
 ROOT = Path(__file__).resolve().parents[2]
 OPS = ROOT / "packages" / "a2mamba-ops"
@@ -241,12 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     for line in report["lines"]:
         line.pop("ops_file")  # a local path: checked above, not worth keeping
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"ab-{args.name}-{args.label}"
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
-    text = markdown(report)
-    (args.out / f"{stem}.md").write_text(text)
-    print(text)
+    write_report(args.out, f"ab-{args.name}-{args.label}", report, markdown(report))
     return 0
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from benchmarks.cases.shapes import TARGET_NA2D, TARGET_SCAN
 from benchmarks.cases.targets import Contender
 from benchmarks.cases.timing import measure_side_by_side
 from benchmarks.tools import barchart
+from benchmarks.tools.report_files import write_report
 
 PROFILED_MODEL = "a2mamba_n"
 
@@ -250,12 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         "measurements": kernel_rows + model_rows,
         "profile": profile_forward(sizes),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = f"cpu-targets-{args.label}"
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
-    text = markdown(report, sizes.profile_rows)
-    (args.out / f"{stem}.md").write_text(text)
-    print(text)
+    write_report(args.out, stem, report, markdown(report, sizes.profile_rows))
     if plot(report, args.out / f"{stem}.png"):
         print(f"plot: {args.out / f'{stem}.png'}")
     return 0

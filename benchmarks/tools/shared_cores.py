@@ -31,6 +31,7 @@ from pathlib import Path
 
 from benchmarks.cases import machine
 from benchmarks.cases.timing import Timing, measure_side_by_side
+from benchmarks.tools.report_files import write_report
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "a2mamba_n"
@@ -193,12 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         "attention_shape": TARGET_NA2D[0].name,
         "rows": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"shared-cores-{args.label}"
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
-    text = markdown(report)
-    (args.out / f"{stem}.md").write_text(text)
-    print(text)
+    write_report(args.out, f"shared-cores-{args.label}", report, markdown(report))
     return 0
 
 
