@@ -72,6 +72,16 @@ def commit() -> str | None:
     return head[:10] + ("+" if dirty else "")
 
 
+# Environment variables that change how fast the same code runs: OpenMP's threads and the C
+# library's allocator (when it hands memory back to the system, every fresh buffer page-faults).
+SETTINGS_PREFIXES = ("OMP_", "GOMP_", "KMP_", "MALLOC_", "GLIBC_TUNABLES", "LD_PRELOAD", "A2MAMBA_CPU_")
+
+
+def settings() -> dict[str, str]:
+    """The performance-relevant environment variables that are set, by name."""
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith(SETTINGS_PREFIXES)}
+
+
 def describe() -> dict:
     """A flat, JSON-ready description of this machine and software stack."""
     import torch
@@ -84,6 +94,7 @@ def describe() -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "settings": settings(),
     }
     try:
         import a2mamba_ops
@@ -108,4 +119,6 @@ def one_line(info: dict) -> str:
         text += f", CPU kernels {info['cpu_kernels']}"
     if info.get("gpu"):
         text += f", GPU {info['gpu']}"
+    if info.get("settings"):
+        text += ", environment " + " ".join(f"{k}={v}" for k, v in info["settings"].items())
     return text

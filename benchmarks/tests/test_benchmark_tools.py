@@ -102,6 +102,19 @@ def _bench(backend, mode, samples, shape="s1"):
     return {"name": f"{shape}-{mode}-{backend}", "extra_info": info, "stats": {"data": samples, "min": min(samples)}}
 
 
+def test_machine_record_names_the_allocator_and_thread_settings(monkeypatch):
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "4294967296")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    monkeypatch.setenv("A2MAMBA_BENCH_UNRELATED", "x")
+    info = machine.describe()
+    assert info["settings"]["MALLOC_TRIM_THRESHOLD_"] == "4294967296"
+    assert info["settings"]["OMP_WAIT_POLICY"] == "PASSIVE" and "A2MAMBA_BENCH_UNRELATED" not in info["settings"]
+    line = machine.one_line(info)
+    assert (
+        ", environment " in line and "MALLOC_TRIM_THRESHOLD_=4294967296" in line and "OMP_WAIT_POLICY=PASSIVE" in line
+    )
+
+
 def test_summary_reports_median_speedup_and_flags_misses():
     report = {
         "benchmarks": [
@@ -368,6 +381,32 @@ def test_ab_builds_alternates_fresh_processes_of_each_build(tmp_path, monkeypatc
     assert "## Every process, in the order run" in text and str(site) in text
 
 
+def test_ab_builds_sets_a_builds_environment_in_its_processes_only(tmp_path, monkeypatch):
+    import a2mamba_ops
+
+    monkeypatch.setenv("A2MAMBA_BENCH_MACHINE", "toy")
+    seen = []
+    real = ab_builds.run_worker
+
+    def recording(build, rounds, modes, tiny):
+        seen.append((build.name, dict(build.env), modes))
+        return real(build, rounds, modes, tiny)
+
+    monkeypatch.setattr(ab_builds, "run_worker", recording)
+    site = Path(a2mamba_ops.__file__).resolve().parents[1]
+    argv = ["--tiny", "--processes", "1", "--rounds", "1", "--out", str(tmp_path), "--name", "env-check"]
+    argv += ["--build", f"plain={site}", "--build", f"kept={site}", "--env", "kept:MALLOC_TRIM_THRESHOLD_=4294967296"]
+    assert ab_builds.main([*argv, "--modes", "forward,forward_backward"]) == 0
+    assert seen == [
+        ("plain", {}, ["forward", "forward_backward"]),
+        ("kept", {"MALLOC_TRIM_THRESHOLD_": "4294967296"}, ["forward", "forward_backward"]),
+    ]
+    report = json.loads((tmp_path / "ab-env-check-toy.json").read_text())
+    names = {s.name for s in shapes.TARGET_NA2D}
+    assert set(report["lines"][0]["ratios"]) == names | {f"{n} forward_backward" for n in names}
+    assert "`MALLOC_TRIM_THRESHOLD_=4294967296`" in (tmp_path / "ab-env-check-toy.md").read_text()
+
+
 def test_ab_builds_refuses_what_it_cannot_compare(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("A2MAMBA_BENCH_MACHINE", "toy")
     base = ["--out", str(tmp_path), "--name", "x"]
@@ -376,6 +415,9 @@ def test_ab_builds_refuses_what_it_cannot_compare(tmp_path, monkeypatch, capsys)
         (["--build", "a=HEAD", "--build", "HEAD"], "NAME=REV or NAME=DIR"),
         (["--build", "a=HEAD", "--build", "a=HEAD"], "names must differ"),
         (["--build", "a=HEAD", "--build", "b=HEAD", "--name", "a b"], "--name must be"),
+        (["--build", "a=HEAD", "--build", "b=HEAD", "--env", "c:X=1"], "--env names no build"),
+        (["--build", "a=HEAD", "--build", "b=HEAD", "--env", "a=X"], "NAME:KEY=VALUE"),
+        (["--build", "a=HEAD", "--build", "b=HEAD", "--modes", "backward"], "--modes must be"),
     ):
         with pytest.raises(SystemExit) as stop:
             ab_builds.main([*base, *args])

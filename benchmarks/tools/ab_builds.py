@@ -1,13 +1,16 @@
 """Two or more builds of the ops timed alternately: neighbourhood attention against the matmul rate.
 
     python -m benchmarks.tools.ab_builds --build before=e8581d4 --build after=HEAD \\
-        --out benchmarks/results --name attention-forward [--processes 6] [--rounds 11]
+        --out benchmarks/results --name attention-forward [--processes 6] [--rounds 11] \\
+        [--modes forward,forward_backward] [--env after:MALLOC_TRIM_THRESHOLD_=4294967296]
 
 A build is `NAME=REV` (a git revision: its ops package is built, CPU kernels only, into a cache
 folder) or `NAME=DIR` (a folder an ops package is installed in, as `pip install --target DIR`
-leaves it). Every measurement is a fresh worker process that imports one build and times the
-attention cases of the CPU targets (`na2d_qk_softmax` + `na2d_av` at the three local-stage
-shapes) side by side with the fp32 matmul, rounds interleaved, as `cpu_targets` does; its figure
+leaves it); `--env NAME:KEY=VALUE` sets a variable in that build's processes only, so one
+revision under two names compares two settings. Every measurement is a fresh worker process
+that imports one build and times the attention cases of the CPU targets (`--modes`: forward,
+`na2d_qk_softmax` + `na2d_av`, and/or forward_backward, at the three local-stage shapes) side by
+side with the fp32 matmul, rounds interleaved, as `cpu_targets` does; its figure
 per case is the ratio of the two rates, which keeps a machine's load out of the comparison as far
 as a ratio can. Processes alternate between the builds (ABAB, then BABA), so a burst of load
 hits both, and a build's figure is the median over its processes.
@@ -19,6 +22,7 @@ not a figure).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -42,6 +46,7 @@ class Build:
     spec: str  # as given: a revision or a folder
     site: Path  # the folder holding a2mamba_ops
     commit: str | None
+    env: tuple[tuple[str, str], ...] = ()  # set in its worker processes (an allocator or thread setting)
 
 
 def parse_build(text: str) -> tuple[str, str]:
@@ -93,7 +98,15 @@ def prepare(name: str, spec: str, cache: Path) -> Build:
     return Build(name, spec, site, commit)
 
 
-def worker(rounds: int, tiny: bool) -> dict:
+def parse_env(text: str) -> tuple[str, str, str]:
+    name, sep, setting = text.partition(":")
+    key, eq, value = setting.partition("=")
+    if not sep or not name or not eq or not key:
+        raise ValueError(f"--env must be NAME:KEY=VALUE, got {text!r}")
+    return name, key, value
+
+
+def worker(rounds: int, modes: list[str], tiny: bool) -> dict:
     """Each attention case's GFLOP/s over the matmul's, their rounds interleaved in this process."""
     import torch
 
@@ -107,7 +120,9 @@ def worker(rounds: int, tiny: bool) -> dict:
     contenders = {"matmul": targets.matmul(64 if tiny else targets.MATMUL_N)}
     for shape in TARGET_NA2D:
         case = targets.with_batch(shape, 1 if tiny else 8)
-        contenders[shape.name] = targets.attention(case, "forward", "cpu")
+        for mode in modes:
+            name = shape.name if mode == "forward" else f"{shape.name} {mode}"
+            contenders[name] = targets.attention(case, mode, "cpu")
     timings = measure_side_by_side({name: c.run for name, c in contenders.items()}, rounds)
     rate = {name: c.rate(timings[name]) for name, c in contenders.items()}
     return {
@@ -118,9 +133,10 @@ def worker(rounds: int, tiny: bool) -> dict:
     }
 
 
-def run_worker(build: Build, rounds: int, tiny: bool) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(build.site), str(ROOT)])}
+def run_worker(build: Build, rounds: int, modes: list[str], tiny: bool) -> dict:
+    env = {**os.environ, **dict(build.env), "PYTHONPATH": os.pathsep.join([str(build.site), str(ROOT)])}
     command = [sys.executable, "-m", "benchmarks.tools.ab_builds", "--worker", "--rounds", str(rounds)]
+    command += ["--modes", ",".join(modes)]
     done = subprocess.run(command + (["--tiny"] if tiny else []), cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"worker for build {build.name!r} failed:\n{done.stderr[-2000:]}")
@@ -131,12 +147,12 @@ def run_worker(build: Build, rounds: int, tiny: bool) -> dict:
     return result
 
 
-def measure(builds: list[Build], processes: int, rounds: int, tiny: bool) -> list[dict]:
+def measure(builds: list[Build], processes: int, rounds: int, modes: list[str], tiny: bool) -> list[dict]:
     """Per process, in the order run: the build's name and its worker's figures."""
     lines = []
     for p in range(processes):
         for build in builds if p % 2 == 0 else builds[::-1]:
-            lines.append({"build": build.name, **run_worker(build, rounds, tiny)})
+            lines.append({"build": build.name, **run_worker(build, rounds, modes, tiny)})
         print(f"process round {p + 1}/{processes} done", flush=True)
     return lines
 
@@ -157,12 +173,15 @@ def markdown(report: dict) -> str:
         "",
         f"- {machine.one_line(report['machine'])}; tool run at commit {report['commit'] or 'unknown'}",
         *(
-            f"- `{b['name']}`: {b['spec']}" + (f" (commit {b['commit'][:10]})" if b["commit"] else "")
+            f"- `{b['name']}`: {b['spec']}"
+            + (f" (commit {b['commit'][:10]})" if b["commit"] else "")
+            + ("; environment " + " ".join(f"`{k}={v}`" for k, v in b.get("env", {}).items()) if b.get("env") else "")
             for b in report["builds"]
         ),
         f"- {report['processes']} fresh processes per build, alternating (ABAB, then BABA); in each, "
-        f"{report['rounds']} rounds of the fp32 matmul and of the attention forward "
-        f"(`na2d_qk_softmax` + `na2d_av`, batch {report['batch']}) interleaved; "
+        f"{report['rounds']} rounds of the fp32 matmul and of the attention "
+        f"({', '.join(report.get('modes', ['forward']))}; forward is `na2d_qk_softmax` + `na2d_av`; "
+        f"batch {report['batch']}) interleaved; "
         "a figure is the attention's GFLOP/s over the same process's matmul GFLOP/s",
         "",
         "## Medians over the processes",
@@ -197,10 +216,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=11, help="interleaved rounds in each process (default 11)")
     parser.add_argument("--cache", type=Path, default=CACHE, help=f"where revisions are built (default {CACHE})")
     parser.add_argument("--tiny", action="store_true", help="toy sizes: checks the tool, measures nothing")
+    parser.add_argument(
+        "--env", action="append", default=[], help="NAME:KEY=VALUE, set for build NAME's processes (repeatable)"
+    )
+    parser.add_argument(
+        "--modes",
+        default="forward",
+        help="attention modes, comma-separated: forward, forward_backward (default forward)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error(f"--rounds must be positive, got {args.rounds}")
+    args.modes = args.modes.split(",")
+    from benchmarks.cases.ops import MODES
+
+    if not args.modes or any(m not in MODES for m in args.modes):
+        parser.error(f"--modes must be among {', '.join(MODES)}, got {','.join(args.modes)!r}")
     if args.worker:
         return args
     if args.processes < 1:
@@ -217,6 +249,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("give at least two --build NAME=REV|DIR")
     if len({name for name, _ in args.builds}) != len(args.builds):
         parser.error("build names must differ")
+    args.envs = {}
+    try:
+        for text in args.env:
+            name, key, value = parse_env(text)
+            args.envs.setdefault(name, {})[key] = value
+    except ValueError as error:
+        parser.error(str(error))
+    unknown = set(args.envs) - {name for name, _ in args.builds}
+    if unknown:
+        parser.error(f"--env names no build: {', '.join(sorted(unknown))}")
     args.label = machine.label_or_usage_error(parser)
     return args
 
@@ -224,10 +266,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.rounds, args.tiny)))
+        print(json.dumps(worker(args.rounds, args.modes, args.tiny)))
         return 0
-    builds = [prepare(name, spec, args.cache) for name, spec in args.builds]
-    lines = measure(builds, args.processes, args.rounds, args.tiny)
+    builds = [
+        dataclasses.replace(prepare(name, spec, args.cache), env=tuple(args.envs.get(name, {}).items()))
+        for name, spec in args.builds
+    ]
+    lines = measure(builds, args.processes, args.rounds, args.modes, args.tiny)
     report = {
         "name": args.name,
         "label": args.label,
@@ -236,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         "processes": args.processes,
         "rounds": args.rounds,
         "batch": 1 if args.tiny else 8,
-        "builds": [{"name": b.name, "spec": b.spec, "commit": b.commit} for b in builds],
+        "modes": args.modes,
+        "builds": [{"name": b.name, "spec": b.spec, "commit": b.commit, "env": dict(b.env)} for b in builds],
         "lines": lines,
         "medians": {b.name: medians(lines, b.name) for b in builds},
     }
