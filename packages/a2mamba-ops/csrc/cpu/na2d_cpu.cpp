@@ -576,9 +576,15 @@ inline void for_each_tile(int64_t first, int64_t last, int64_t r, const F& tile)
   }
 }
 
+// Lanes kShift.. of lo, then the first of hi. On AVX-512 as valignd: GCC lowers the generic shuffle to
+// vpermt2ps with an index vector, one more register and a slower instruction on some CPUs.
 template <int kShift, size_t... E>
 inline FloatVec shifted_by(FloatVec lo, FloatVec hi, std::index_sequence<E...>) {
+#if defined(__AVX512F__)
+  return std::bit_cast<FloatVec>(_mm512_alignr_epi32(std::bit_cast<__m512i>(hi), std::bit_cast<__m512i>(lo), kShift));
+#else
   return __builtin_shufflevector(lo, hi, (kShift + static_cast<int>(E))...);
+#endif
 }
 
 // The logits of the interior queries of one row of one plane, in tiles of kTileLanes (kKw: the window's
