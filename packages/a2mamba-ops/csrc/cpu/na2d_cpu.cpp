@@ -577,7 +577,8 @@ inline void for_each_tile(int64_t first, int64_t last, int64_t r, const F& tile)
 }
 
 // Lanes kShift.. of lo, then the first of hi. On AVX-512 as valignd: GCC lowers the generic shuffle to
-// vpermt2ps with an index vector, one more register and a slower instruction on some CPUs.
+// vpermt2ps with an index vector, which timed slower on an AVX-512 EPYC
+// (benchmarks/results/ab-attention-forward-tile-shifts-cpu-2core-avx512.md).
 template <int kShift, size_t... E>
 inline FloatVec shifted_by(FloatVec lo, FloatVec hi, std::index_sequence<E...>) {
 #if defined(__AVX512F__)
