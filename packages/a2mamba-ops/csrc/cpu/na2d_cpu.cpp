@@ -160,6 +160,15 @@ inline void transpose_step(FloatVec (&rows)[kTileLanes]) {
   }
 }
 
+// The inverse of positions_by_group: the column at each position.
+inline std::vector<int64_t> columns_by_position(const std::vector<int64_t>& position) {
+  std::vector<int64_t> column(position.size());
+  for (size_t col = 0; col < position.size(); ++col) {
+    column[position[col]] = static_cast<int64_t>(col);
+  }
+  return column;
+}
+
 // Keys by column: y (bh, H, W, C) as (bh, H, C, padded_w) with column col at
 // group_start[col % d] + col / d, and padding so that a full vector read past a window stays inside.
 template <typename T>
@@ -177,10 +186,7 @@ struct KeysByColumn {
     data = storage.as<T>();
     row_size = C * padded_w;
     T* out = storage.as<T>();
-    std::vector<int64_t> column(W);  // of each position
-    for (int64_t col = 0; col < W; ++col) {
-      column[position[col]] = col;
-    }
+    const std::vector<int64_t> column = columns_by_position(position);
     parallel_rows(g, [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
         const T* in = y + row * W * C;
@@ -710,16 +716,13 @@ struct InteriorRuns {
     const int64_t d = a.dilation, r = a.kernel / 2;
     first.assign(d, 0);
     last.assign(d, -1);
-    column.assign(g.W, 0);
+    column = columns_by_position(position);
     tiled.assign(g.W, 0);
     std::vector<char> alone(g.W, 0);
     for (int64_t c = 0; c < classes.count(); ++c) {
       if (classes.size(c) == 1) {
         alone[classes.positions(c)[0]] = 1;
       }
-    }
-    for (int64_t j = 0; j < g.W; ++j) {
-      column[position[j]] = j;
     }
     for (int64_t group = 0; group < d; ++group) {
       int64_t lo = -1, hi = -2;
